@@ -1,0 +1,141 @@
+/*
+ * postel: one binary, many roles.  Parses the global options, loads the
+ * configuration and dispatches to a subcommand (DESIGN section 2).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "net/server.h"
+#include "smtp/smtp_server.h"
+
+#define POSTEL_VERSION "0.1.0"
+
+typedef int cli_fn(const struct config *cfg, int argc, char **argv);
+
+/* Subcommands built by other modules; weak so a partial tree still links. */
+extern cli_fn cli_mx __attribute__((weak));
+extern cli_fn cli_user __attribute__((weak));
+extern cli_fn cli_domain __attribute__((weak));
+extern cli_fn cli_alias __attribute__((weak));
+extern cli_fn cli_mailbox __attribute__((weak));
+extern cli_fn cli_queue __attribute__((weak));
+extern cli_fn cli_spf __attribute__((weak));
+extern cli_fn cli_dkim __attribute__((weak));
+
+struct subcommand {
+    const char *name;
+    cli_fn *fn;
+    const char *usage;
+};
+
+static int cmd_serve(const struct config *cfg, int argc, char **argv);
+static int cmd_version(const struct config *cfg, int argc, char **argv);
+
+static const struct subcommand commands[] = {
+    { "serve", cmd_serve, "serve                      run the server" },
+    { "user", cli_user, "user add|del|passwd|list   accounts (password on stdin or --password-file F)" },
+    { "domain", cli_domain, "domain add|del|list        local domains" },
+    { "alias", cli_alias, "alias add SRC DST|del|list aliases (catch-all @domain allowed)" },
+    { "mailbox", cli_mailbox, "mailbox status ACCOUNT | fetch ACCOUNT MAILBOX UID" },
+    { "queue", cli_queue, "queue list|show|flush|delete|hold|release" },
+    { "mx", NULL, "mx DOMAIN                  MX lookup with addresses" },
+    { "spf", NULL, "spf --ip IP --helo H --mail-from A   evaluate SPF" },
+    { "dkim", NULL, "dkim keygen DOMAIN [--selector S] [--algo rsa2048|ed25519]" },
+    { "config", cli_config, "config check               validate the configuration" },
+    { "version", cmd_version, "version                    version and library versions" },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: postel [-c FILE] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %s\n", commands[i].usage);
+}
+
+static cli_fn *resolve(const struct subcommand *c)
+{
+    if (c->fn)
+        return c->fn;
+    if (strcmp(c->name, "mx") == 0)
+        return cli_mx;
+    if (strcmp(c->name, "spf") == 0)
+        return cli_spf;
+    if (strcmp(c->name, "dkim") == 0)
+        return cli_dkim;
+    return NULL;
+}
+
+static int cmd_serve(const struct config *cfg, int argc, char **argv)
+{
+    struct config *owned = malloc(sizeof(*owned));
+    if (owned == NULL)
+        return EX_OSERR;
+    *owned = *cfg;
+    smtp_server_register();
+    return server_run(owned);
+}
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+
+static int cmd_version(const struct config *cfg, int argc, char **argv)
+{
+    printf("postel %s\n", POSTEL_VERSION);
+    printf("libevent %s\n", event_get_version());
+    printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("SQLite %s\n", sqlite3_libversion());
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cfg_path = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            cfg_path = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            return cmd_version(NULL, 0, NULL);
+        } else {
+            fprintf(stderr, "postel: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    const char *name = argv[i];
+    const struct subcommand *sc = NULL;
+    for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+        if (strcmp(commands[k].name, name) == 0)
+            sc = &commands[k];
+    cli_fn *fn = sc ? resolve(sc) : NULL;
+    if (fn == NULL) {
+        fprintf(stderr, "postel: unknown command '%s'\n", name);
+        usage(stderr);
+        return EX_USAGE;
+    }
+    static struct config cfg;
+    char errbuf[8192];
+    int rc = config_resolve(&cfg, cfg_path, errbuf, sizeof(errbuf));
+    if (strcmp(name, "config") == 0)
+        return cli_config_report(&cfg, rc, errbuf, argc - i - 1, argv + i + 1);
+    if (rc < 0) {
+        fprintf(stderr, "%s", errbuf);
+        fprintf(stderr, "postel: configuration has errors (run 'postel config check')\n");
+        return EX_CONFIG;
+    }
+    log_set_level((enum log_level)cfg.log_level);
+    return fn(&cfg, argc - i - 1, argv + i + 1);
+}

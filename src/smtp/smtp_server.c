@@ -1,0 +1,1194 @@
+/*
+ * SMTP server session (RFC 5321 with ESMTP extensions).
+ *
+ * Shape (after OpenSMTPD): one session struct, an explicit state that only
+ * smtp_set_state() changes, a command table with flags, and for each
+ * command a handler that checks and then proceeds.  Asynchronous steps
+ * (password check on the pool, durable commit in the store) put the session
+ * in SMTP_S_WAIT with reading paused; their completion comes back on the
+ * session's own loop through one path (smtp_resume).
+ */
+#include "smtp/smtp_server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/util.h"
+#include "net/server.h"
+#include "net/tls.h"
+#include "smtp/smtp_parse.h"
+#include "store/store.h"
+
+enum smtp_state {
+    SMTP_S_CMD,       /* reading command lines */
+    SMTP_S_AUTH,      /* reading a SASL response line */
+    SMTP_S_DATA,      /* reading DATA content */
+    SMTP_S_BDAT,      /* reading a BDAT chunk */
+    SMTP_S_WAIT,      /* an asynchronous step runs; reading paused */
+    SMTP_S_TLS,       /* TLS handshake after STARTTLS */
+    SMTP_S_CLOSING,   /* flushing the last reply, then free */
+};
+
+static const char *const state_names[] = {
+    "cmd", "auth", "data", "bdat", "wait", "tls", "closing",
+};
+
+#define MAX_TARGETS_PER_RCPT 16
+
+struct smtp_rcpt {
+    struct smtp_path path;
+    struct smtp_rcpt_params params;
+    struct store_rcpt_target targets[MAX_TARGETS_PER_RCPT];
+    int n_targets;
+};
+
+/* One mail transaction: from MAIL to the end of DATA/BDAT LAST or RSET. */
+struct smtp_tx {
+    bool active;                  /* MAIL accepted */
+    struct smtp_path from;
+    struct smtp_mail_params params;
+    struct smtp_rcpt *rcpts;
+    int n_rcpts;
+    struct store_tx *stx;
+    struct smtp_data_decoder dec;
+    bool write_failed;
+    bool bdat;                    /* BDAT used in this transaction */
+    bool bdat_failed;             /* a BDAT chunk was refused: discard the rest */
+    unsigned seq;
+};
+
+enum auth_step { AUTH_PLAIN_RESP, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+
+struct smtp_session {
+    struct smtp_session *next, *prev;     /* per-loop list, for draining */
+    char sid[16];
+    struct server *srv;
+    struct worker *worker;
+    const struct config *cfg;
+    enum listen_role role;
+    char ip[64];
+    int port;
+    bool loopback;
+    struct bufferevent *bev;
+    SSL *ssl;
+    bool tls;
+    char tls_desc[128];
+    enum smtp_state state;
+    bool ehlo_done, esmtp;
+    char helo[SMTP_DOMAIN_MAX + 1];
+    int64_t account_id;
+    char auth_user[ADDRESS_MAX];
+    int auth_failures;
+    enum auth_step auth_step;
+    char auth_mech[8];
+    int errors;
+    bool discarding;              /* inside an over-long line */
+    uint64_t bdat_remaining;
+    bool bdat_last;
+    struct event *timer;
+    struct event *delay_ev;       /* AUTH failure delay */
+    char delayed_reply[128];
+    bool dead;                    /* connection gone while an async step runs */
+    bool drain_pending;           /* close after the current transaction */
+    struct smtp_tx tx;
+    unsigned tx_count;
+    /* async results */
+    int async_result;
+    char async_id[64];
+    char async_error[256];
+    char auth_pass[512];
+};
+
+static __thread struct smtp_session *sessions_head;
+
+static void smtp_process_input(struct smtp_session *s);
+static void smtp_free(struct smtp_session *s);
+
+/* ---- state and replies ---- */
+
+static void smtp_set_state(struct smtp_session *s, enum smtp_state st)
+{
+    if (s->state == st)
+        return;
+    log_debug(s->sid, "event=state from=%s to=%s", state_names[s->state], state_names[st]);
+    s->state = st;
+}
+
+static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 3)
+        n = (int)sizeof(line) - 3;
+    log_debug(s->sid, "event=reply text=\"%.*s\"", n, line);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    if (s->bev)
+        bufferevent_write(s->bev, line, (size_t)n);
+}
+
+static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r)
+{
+    smtp_reply(s, "%d %s %s", r->code, r->status, r->text);
+}
+
+/* Sends a final reply and closes once it is written. */
+static void smtp_close_with(struct smtp_session *s, const char *text)
+{
+    if (text)
+        smtp_reply(s, "%s", text);
+    smtp_set_state(s, SMTP_S_CLOSING);
+    if (s->bev) {
+        bufferevent_disable(s->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+            smtp_free(s);
+    }
+}
+
+/* A 5xx for bad input: counts towards the junk-command limit. */
+static void smtp_error(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void smtp_error(struct smtp_session *s, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    smtp_reply(s, "%s", line);
+    log_info(s->sid, "event=reject reply=\"%s\"", line);
+    if (++s->errors >= SMTP_MAX_ERRORS)
+        smtp_close_with(s, "421 4.7.0 Too many errors, closing connection");
+}
+
+static void smtp_touch(struct smtp_session *s)
+{
+    struct timeval tv = { (time_t)s->cfg->idle_timeout, 0 };
+    if (s->timer)
+        event_add(s->timer, &tv);
+}
+
+/* ---- transactions ---- */
+
+static void smtp_tx_reset(struct smtp_session *s)
+{
+    struct smtp_tx *tx = &s->tx;
+    if (tx->stx)
+        store_tx_abort(tx->stx);
+    free(tx->rcpts);
+    memset(tx, 0, sizeof(*tx));
+}
+
+static const char *smtp_with_protocol(const struct smtp_session *s)
+{
+    /* RFC 3848 and RFC 6531 protocol names for the Received header. */
+    static const char *const names[2][2][2] = {
+        { { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+        { { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+    };
+    if (!s->esmtp)
+        return "SMTP";
+    return names[s->tx.params.smtputf8][s->tls][s->account_id > 0];
+}
+
+static void rfc5322_date(char *buf, size_t size)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+/* The trace header of RFC 5321 4.4, written before the message data. */
+static int smtp_write_received(struct smtp_session *s)
+{
+    struct strbuf sb;
+    char date[64];
+    strbuf_init(&sb, 4096);
+    rfc5322_date(date, sizeof(date));
+    strbuf_printf(&sb, "Received: from %s ([%s])\r\n\tby %s (postel) with %s id %s.%u",
+                  s->helo[0] ? s->helo : "unknown", s->ip, s->cfg->hostname,
+                  smtp_with_protocol(s), s->sid, s->tx.seq);
+    if (s->tls)
+        strbuf_printf(&sb, "\r\n\t(%s)", s->tls_desc);
+    if (s->tx.n_rcpts == 1)
+        strbuf_printf(&sb, "\r\n\tfor <%s>", s->tx.rcpts[0].path.mailbox);
+    strbuf_printf(&sb, ";\r\n\t%s\r\n", date);
+    int rc = sb.data ? store_tx_write(s->tx.stx, sb.data, sb.len) : -1;
+    strbuf_free(&sb);
+    return rc;
+}
+
+/* Flattens RCPTs into the store's recipient list (deduplicated) and opens
+ * the store transaction.  Returns 0 or -1 after replying. */
+static int smtp_tx_open(struct smtp_session *s)
+{
+    struct smtp_tx *tx = &s->tx;
+    int total = 0;
+    for (int i = 0; i < tx->n_rcpts; i++)
+        total += tx->rcpts[i].n_targets;
+    struct store_tx_rcpt *list = calloc((size_t)total, sizeof(*list));
+    if (list == NULL) {
+        smtp_reply(s, "452 4.3.1 Insufficient system resources");
+        return -1;
+    }
+    size_t n = 0;
+    for (int i = 0; i < tx->n_rcpts; i++) {
+        struct smtp_rcpt *r = &tx->rcpts[i];
+        for (int t = 0; t < r->n_targets; t++) {
+            const struct store_rcpt_target *tg = &r->targets[t];
+            bool dup = false;
+            for (size_t k = 0; k < n && !dup; k++)
+                dup = list[k].target->kind == tg->kind &&
+                      (tg->kind == STORE_RCPT_LOCAL ? list[k].target->account_id == tg->account_id
+                                                    : strcasecmp(list[k].target->address,
+                                                                 tg->address) == 0);
+            if (dup)
+                continue;
+            list[n].address = r->path.is_postmaster ? tg->address : r->path.mailbox;
+            list[n].target = tg;
+            list[n].mailbox = "INBOX";
+            list[n].orcpt = r->params.orcpt[0] ? r->params.orcpt : NULL;
+            list[n].notify = r->params.notify;
+            n++;
+        }
+    }
+    struct store_envelope env = {
+        .sender = tx->from.mailbox,
+        .envid = tx->params.envid[0] ? tx->params.envid : NULL,
+        .ret = tx->params.ret[0] ? tx->params.ret : NULL,
+        .smtputf8 = tx->params.smtputf8,
+        .body_8bit = tx->params.body == SMTP_BODY_8BITMIME,
+        .rcpts = list,
+        .n_rcpts = n,
+        .submitter_account = s->account_id,
+    };
+    const char *err = NULL;
+    tx->stx = store_tx_begin(s->srv->store, &env, &err);
+    free(list);
+    if (tx->stx == NULL) {
+        log_error(s->sid, "event=store_error op=tx_begin error=\"%s\"", err ? err : "?");
+        smtp_reply(s, "452 4.3.1 Insufficient system storage");
+        return -1;
+    }
+    if (smtp_write_received(s) < 0)
+        tx->write_failed = true;
+    smtp_data_init(&tx->dec, !tx->bdat, s->cfg->message_size);
+    return 0;
+}
+
+static void smtp_data_out(void *arg, const char *data, size_t len)
+{
+    struct smtp_session *s = arg;
+    if (s->tx.write_failed || s->tx.stx == NULL)
+        return;
+    if (store_tx_write(s->tx.stx, data, len) < 0)
+        s->tx.write_failed = true;
+}
+
+static void smtp_commit_done_loop(void *arg);
+
+static void smtp_commit_done(void *arg, int result, const char *queue_id, const char *error)
+{
+    struct smtp_session *s = arg;
+    s->async_result = result;
+    str_copy(s->async_id, queue_id ? queue_id : "", sizeof(s->async_id));
+    str_copy(s->async_error, error ? error : "", sizeof(s->async_error));
+    loop_call(s->worker->base, smtp_commit_done_loop, s);
+}
+
+/* Returns to command state after an asynchronous step; frees the session
+ * if its connection went away meanwhile. */
+static void smtp_resume(struct smtp_session *s)
+{
+    if (s->dead) {
+        smtp_free(s);
+        return;
+    }
+    if (s->state == SMTP_S_CLOSING)
+        return;
+    if (s->drain_pending && !s->tx.active) {
+        smtp_close_with(s, "421 4.3.2 Service shutting down, closing connection");
+        return;
+    }
+    smtp_set_state(s, SMTP_S_CMD);
+    smtp_touch(s);
+    bufferevent_enable(s->bev, EV_READ);
+    smtp_process_input(s);
+}
+
+static void smtp_commit_done_loop(void *arg)
+{
+    struct smtp_session *s = arg;
+    s->tx.stx = NULL; /* freed by the store */
+    if (s->async_result == 0) {
+        log_info(s->sid, "event=accepted id=%s from=<%s> rcpts=%d size=%llu proto=%s", s->async_id,
+                 s->tx.from.mailbox, s->tx.n_rcpts, (unsigned long long)s->tx.dec.size,
+                 smtp_with_protocol(s));
+        if (!s->dead)
+            smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->async_id);
+    } else {
+        log_error(s->sid, "event=store_error op=commit error=\"%s\"", s->async_error);
+        if (!s->dead)
+            smtp_reply(s, "452 4.3.1 Insufficient system storage");
+    }
+    smtp_tx_reset(s);
+    smtp_resume(s);
+}
+
+/* End of DATA or of the BDAT LAST chunk: answer once for the whole message. */
+static void smtp_message_end(struct smtp_session *s)
+{
+    struct smtp_tx *tx = &s->tx;
+    if (tx->dec.bare_lf || tx->dec.bare_cr) {
+        smtp_error(s, "550 5.6.0 Message contains bare CR or LF characters; line ends must be CRLF");
+    } else if (tx->dec.too_big) {
+        smtp_error(s, "552 5.3.4 Message size exceeds fixed limit of %llu bytes",
+                   (unsigned long long)s->cfg->message_size);
+    } else if (tx->write_failed || tx->stx == NULL) {
+        log_error(s->sid, "event=store_error op=write");
+        smtp_reply(s, "452 4.3.1 Insufficient system storage");
+    } else {
+        smtp_set_state(s, SMTP_S_WAIT);
+        bufferevent_disable(s->bev, EV_READ);
+        event_del(s->timer);
+        store_tx_commit(tx->stx, smtp_commit_done, s);
+        return;
+    }
+    smtp_tx_reset(s);
+    if (s->state != SMTP_S_CLOSING)
+        smtp_set_state(s, SMTP_S_CMD);
+    if (s->drain_pending && s->state != SMTP_S_CLOSING)
+        smtp_close_with(s, "421 4.3.2 Service shutting down, closing connection");
+}
+
+/* ---- AUTH ---- */
+
+static bool smtp_auth_offered(const struct smtp_session *s)
+{
+    return s->role != ROLE_SMTP;
+}
+
+static bool smtp_auth_allowed_here(const struct smtp_session *s)
+{
+    return s->tls || (s->loopback && s->cfg->plaintext_loopback);
+}
+
+static void smtp_auth_work(void *arg)
+{
+    struct smtp_session *s = arg;
+    int64_t id = store_user_auth(s->srv->store, s->auth_user, s->auth_pass);
+    explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
+    s->async_result = id > 0 ? 0 : id == 0 ? 1 : -1;
+    if (id > 0)
+        s->account_id = id;
+}
+
+static void smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    smtp_reply(s, "%s", s->delayed_reply);
+    smtp_resume(s);
+}
+
+static void smtp_auth_done(void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->dead) {
+        smtp_free(s);
+        return;
+    }
+    if (s->async_result == 0) {
+        log_info(s->sid, "event=auth result=ok user=%s mech=%s", s->auth_user, s->auth_mech);
+        smtp_reply(s, "235 2.7.0 Authentication successful");
+        smtp_resume(s);
+        return;
+    }
+    if (s->async_result < 0) {
+        smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+        smtp_resume(s);
+        return;
+    }
+    s->auth_failures++;
+    log_warn(s->sid, "event=auth result=fail user=%s mech=%s failures=%d", s->auth_user,
+             s->auth_mech, s->auth_failures);
+    s->auth_user[0] = '\0';
+    if (s->auth_failures >= s->cfg->auth_failures) {
+        smtp_close_with(s, "421 4.7.0 Too many failed authentication attempts, closing connection");
+        return;
+    }
+    /* Growing delays slow down password guessing. */
+    str_copy(s->delayed_reply, "535 5.7.8 Authentication credentials invalid",
+             sizeof(s->delayed_reply));
+    struct timeval tv = { s->auth_failures > 5 ? 5 : s->auth_failures - 1, 200000 };
+    if (s->delay_ev == NULL)
+        s->delay_ev = evtimer_new(s->worker->base, smtp_delay_cb, s);
+    evtimer_add(s->delay_ev, &tv);
+}
+
+static void smtp_auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+    if (user[0] == '\0' || strlen(user) >= sizeof(s->auth_user) ||
+        strlen(pass) >= sizeof(s->auth_pass)) {
+        s->async_result = 1;
+        smtp_set_state(s, SMTP_S_WAIT);
+        bufferevent_disable(s->bev, EV_READ);
+        smtp_auth_done(s);
+        return;
+    }
+    str_copy(s->auth_user, user, sizeof(s->auth_user));
+    str_copy(s->auth_pass, pass, sizeof(s->auth_pass));
+    smtp_set_state(s, SMTP_S_WAIT);
+    bufferevent_disable(s->bev, EV_READ);
+    pool_submit(s->worker->base, smtp_auth_work, smtp_auth_done, s);
+}
+
+static void smtp_auth_plain(struct smtp_session *s, const char *b64)
+{
+    char authzid[ADDRESS_MAX], authcid[ADDRESS_MAX], passwd[512];
+    if (sasl_plain_decode(b64, authzid, sizeof(authzid), authcid, sizeof(authcid), passwd,
+                          sizeof(passwd)) < 0) {
+        smtp_error(s, "501 5.5.2 Cannot decode AUTH PLAIN response");
+        return;
+    }
+    if (authzid[0] && strcasecmp(authzid, authcid) != 0) {
+        explicit_bzero(passwd, sizeof(passwd));
+        smtp_reply(s, "535 5.7.8 Authorization identity not permitted");
+        return;
+    }
+    smtp_auth_check(s, authcid, passwd);
+    explicit_bzero(passwd, sizeof(passwd));
+}
+
+/* A SASL response line (after a 334). */
+static void smtp_auth_line(struct smtp_session *s, const char *line)
+{
+    smtp_set_state(s, SMTP_S_CMD);
+    if (strcmp(line, "*") == 0) {
+        smtp_reply(s, "501 5.0.0 Authentication aborted");
+        return;
+    }
+    if (s->auth_step == AUTH_PLAIN_RESP) {
+        smtp_auth_plain(s, line);
+        return;
+    }
+    unsigned char buf[512];
+    long n = base64_decode(line, strlen(line), buf, sizeof(buf) - 1);
+    if (n < 0 || memchr(buf, '\0', (size_t)n) != NULL) {
+        smtp_error(s, "501 5.5.2 Cannot decode AUTH LOGIN response");
+        return;
+    }
+    buf[n] = '\0';
+    if (s->auth_step == AUTH_LOGIN_USER) {
+        if ((size_t)n >= sizeof(s->auth_user)) {
+            smtp_error(s, "501 5.5.2 User name too long");
+            return;
+        }
+        str_copy(s->auth_user, (char *)buf, sizeof(s->auth_user));
+        s->auth_step = AUTH_LOGIN_PASS;
+        smtp_reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+        smtp_set_state(s, SMTP_S_AUTH);
+        return;
+    }
+    char user[ADDRESS_MAX];
+    str_copy(user, s->auth_user, sizeof(user));
+    smtp_auth_check(s, user, (char *)buf);
+    explicit_bzero(buf, sizeof(buf));
+}
+
+static void cmd_auth(struct smtp_session *s, const char *arg)
+{
+    if (!smtp_auth_offered(s)) {
+        smtp_error(s, "503 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    if (!s->ehlo_done || !s->esmtp) {
+        smtp_error(s, "503 5.5.1 Error: send EHLO first");
+        return;
+    }
+    if (s->account_id > 0) {
+        smtp_error(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    if (s->tx.active) {
+        smtp_error(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    if (!smtp_auth_allowed_here(s)) {
+        smtp_error(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+        return;
+    }
+    char mech[16];
+    const char *sp = strchr(arg, ' ');
+    size_t ml = sp ? (size_t)(sp - arg) : strlen(arg);
+    if (ml == 0 || ml >= sizeof(mech)) {
+        smtp_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
+    memcpy(mech, arg, ml);
+    mech[ml] = '\0';
+    const char *ir = sp ? sp + 1 : NULL;
+    if (strcasecmp(mech, "PLAIN") == 0) {
+        str_copy(s->auth_mech, "PLAIN", sizeof(s->auth_mech));
+        if (ir && strcmp(ir, "=") != 0) {
+            smtp_auth_plain(s, ir);
+        } else {
+            s->auth_step = AUTH_PLAIN_RESP;
+            smtp_reply(s, "334 ");
+            smtp_set_state(s, SMTP_S_AUTH);
+        }
+    } else if (strcasecmp(mech, "LOGIN") == 0) {
+        str_copy(s->auth_mech, "LOGIN", sizeof(s->auth_mech));
+        s->auth_step = AUTH_LOGIN_USER;
+        if (ir) {
+            smtp_auth_line(s, ir);
+        } else {
+            smtp_reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
+            smtp_set_state(s, SMTP_S_AUTH);
+        }
+    } else {
+        smtp_error(s, "504 5.5.4 Unrecognized authentication mechanism");
+    }
+}
+
+/* ---- commands ---- */
+
+static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
+{
+    if (arg[0] == '\0' || strchr(arg, ' ') != NULL || strlen(arg) > SMTP_DOMAIN_MAX) {
+        smtp_error(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        return;
+    }
+    smtp_tx_reset(s);
+    str_copy(s->helo, arg, sizeof(s->helo));
+    s->ehlo_done = true;
+    s->esmtp = esmtp;
+    if (!esmtp) {
+        smtp_reply(s, "250 %s", s->cfg->hostname);
+        return;
+    }
+    smtp_reply(s, "250-%s", s->cfg->hostname);
+    smtp_reply(s, "250-PIPELINING");
+    smtp_reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->message_size);
+    if (!s->tls && s->srv->tls && s->role != ROLE_SUBMISSIONS)
+        smtp_reply(s, "250-STARTTLS");
+    if (smtp_auth_offered(s) && smtp_auth_allowed_here(s))
+        smtp_reply(s, "250-AUTH PLAIN LOGIN");
+    smtp_reply(s, "250-ENHANCEDSTATUSCODES");
+    smtp_reply(s, "250-8BITMIME");
+    smtp_reply(s, "250-DSN");
+    smtp_reply(s, "250-SMTPUTF8");
+    smtp_reply(s, "250 CHUNKING");
+}
+
+static void cmd_mail(struct smtp_session *s, const char *arg)
+{
+    struct smtp_reply r;
+    if (!s->ehlo_done) {
+        smtp_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+        return;
+    }
+    if (s->tx.active) {
+        smtp_error(s, "503 5.5.1 Error: nested MAIL command");
+        return;
+    }
+    if (s->role != ROLE_SMTP && s->account_id <= 0) {
+        smtp_error(s, "530 5.7.0 Authentication required");
+        return;
+    }
+    struct smtp_tx *tx = &s->tx;
+    if (smtp_mail_parse(arg, true, &tx->from, &tx->params, &r) < 0) {
+        memset(tx, 0, sizeof(*tx));
+        smtp_error(s, "%d %s %s", r.code, r.status, r.text);
+        return;
+    }
+    if (tx->from.utf8 && !tx->params.smtputf8) {
+        memset(tx, 0, sizeof(*tx));
+        smtp_error(s, "553 5.6.7 Address needs SMTPUTF8");
+        return;
+    }
+    if (tx->params.body == SMTP_BODY_BINARYMIME) {
+        memset(tx, 0, sizeof(*tx));
+        smtp_error(s, "555 5.5.4 BODY=BINARYMIME is not supported");
+        return;
+    }
+    if (tx->params.size > s->cfg->message_size) {
+        memset(tx, 0, sizeof(*tx));
+        smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit of %llu bytes",
+                   (unsigned long long)s->cfg->message_size);
+        return;
+    }
+    if (s->account_id > 0 &&
+        (tx->from.is_null || !store_sender_allowed(s->srv->store, s->account_id, tx->from.mailbox))) {
+        log_warn(s->sid, "event=reject reason=sender_not_owned user=%s from=<%s>", s->auth_user,
+                 tx->from.mailbox);
+        memset(tx, 0, sizeof(*tx));
+        smtp_reply(s, "553 5.7.1 Sender address rejected: not owned by user %s", s->auth_user);
+        return;
+    }
+    tx->rcpts = calloc((size_t)s->cfg->recipients, sizeof(*tx->rcpts));
+    if (tx->rcpts == NULL) {
+        memset(tx, 0, sizeof(*tx));
+        smtp_reply(s, "452 4.3.1 Insufficient system resources");
+        return;
+    }
+    tx->active = true;
+    tx->seq = ++s->tx_count;
+    smtp_reply(s, "250 2.1.0 Ok");
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *arg)
+{
+    struct smtp_tx *tx = &s->tx;
+    struct smtp_reply r;
+    if (!tx->active) {
+        smtp_error(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (tx->n_rcpts >= s->cfg->recipients) {
+        smtp_reply(s, "452 4.5.3 Error: too many recipients");
+        return;
+    }
+    struct smtp_rcpt *rc = &tx->rcpts[tx->n_rcpts];
+    memset(rc, 0, sizeof(*rc));
+    if (smtp_rcpt_parse(arg, tx->params.smtputf8, &rc->path, &rc->params, &r) < 0) {
+        smtp_error(s, "%d %s %s", r.code, r.status, r.text);
+        return;
+    }
+    const char *addr = rc->path.mailbox;
+    char pm[SMTP_DOMAIN_MAX + 16];
+    if (rc->path.is_postmaster) {
+        snprintf(pm, sizeof(pm), "postmaster@%s", s->cfg->hostname);
+        addr = pm;
+    }
+    int n = store_rcpt_resolve(s->srv->store, addr, rc->targets, MAX_TARGETS_PER_RCPT);
+    if (n == -2 && rc->path.is_postmaster) {
+        /* <Postmaster> must always be accepted (RFC 5321 4.5.1): use the first local domain */
+        n = 0;
+    }
+    if (n == -2) {
+        if (s->account_id > 0) {
+            rc->targets[0].kind = STORE_RCPT_REMOTE;
+            str_copy(rc->targets[0].address, addr, sizeof(rc->targets[0].address));
+            n = 1;
+        } else {
+            log_info(s->sid, "event=reject reason=relay ip=%s rcpt=<%s>", s->ip, addr);
+            smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
+            return;
+        }
+    }
+    if (n < 0) {
+        smtp_reply(s, "451 4.3.0 Temporary lookup failure");
+        return;
+    }
+    if (n == 0) {
+        log_info(s->sid, "event=reject reason=unknown_user rcpt=<%s>", addr);
+        smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", addr);
+        return;
+    }
+    rc->n_targets = n;
+    tx->n_rcpts++;
+    smtp_reply(s, "250 2.1.5 Ok");
+}
+
+static void cmd_data(struct smtp_session *s, const char *arg)
+{
+    if (arg[0] != '\0') {
+        smtp_error(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (!s->tx.active) {
+        smtp_error(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (s->tx.n_rcpts == 0) {
+        smtp_error(s, "503 5.5.1 Error: need RCPT command");
+        return;
+    }
+    if (s->tx.bdat) {
+        smtp_error(s, "503 5.5.1 Error: DATA not allowed after BDAT");
+        return;
+    }
+    if (smtp_tx_open(s) < 0) {
+        smtp_tx_reset(s);
+        return;
+    }
+    smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    smtp_set_state(s, SMTP_S_DATA);
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *arg)
+{
+    struct smtp_reply r;
+    uint64_t size;
+    bool last;
+    if (smtp_bdat_parse(arg, &size, &last, &r) < 0) {
+        /* without a valid size the chunk cannot be skipped: close */
+        smtp_reply_parsed(s, &r);
+        smtp_close_with(s, "421 4.5.0 Cannot synchronize with BDAT stream, closing connection");
+        return;
+    }
+    s->bdat_remaining = size;
+    s->bdat_last = last;
+    smtp_set_state(s, SMTP_S_BDAT);
+    struct smtp_tx *tx = &s->tx;
+    if (!tx->active || tx->n_rcpts == 0 || tx->bdat_failed) {
+        tx->bdat_failed = true; /* consume the chunk, then answer 503 */
+        return;
+    }
+    if (!tx->bdat) {
+        tx->bdat = true;
+        if (smtp_tx_open(s) < 0) {
+            tx->bdat_failed = true;
+            tx->write_failed = true;
+        }
+    }
+}
+
+/* A whole BDAT chunk has been read. */
+static void smtp_bdat_chunk_end(struct smtp_session *s)
+{
+    struct smtp_tx *tx = &s->tx;
+    smtp_set_state(s, SMTP_S_CMD);
+    if (tx->bdat_failed) {
+        if (!tx->active || tx->n_rcpts == 0)
+            smtp_error(s, "503 5.5.1 Error: need MAIL and RCPT before BDAT");
+        else if (tx->write_failed)
+            smtp_reply(s, "452 4.3.1 Insufficient system storage");
+        else
+            smtp_error(s, "503 5.5.1 Error: transaction failed, RSET needed");
+        if (s->bdat_last && tx->active)
+            smtp_tx_reset(s);
+        return;
+    }
+    if (s->bdat_last) {
+        smtp_data_finish(&tx->dec, smtp_data_out, s);
+        smtp_message_end(s);
+        return;
+    }
+    if (tx->dec.too_big) {
+        smtp_error(s, "552 5.3.4 Message size exceeds fixed limit of %llu bytes",
+                   (unsigned long long)s->cfg->message_size);
+        tx->bdat_failed = true;
+        return;
+    }
+    smtp_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)tx->dec.size);
+}
+
+static void cmd_starttls(struct smtp_session *s, const char *arg);
+
+static void cmd_simple(struct smtp_session *s, enum smtp_verb v, const char *arg)
+{
+    switch (v) {
+    case SMTP_VERB_RSET:
+        smtp_tx_reset(s);
+        smtp_reply(s, "250 2.0.0 Ok");
+        break;
+    case SMTP_VERB_NOOP:
+        smtp_reply(s, "250 2.0.0 Ok");
+        break;
+    case SMTP_VERB_QUIT:
+        smtp_close_with(s, "221 2.0.0 Bye");
+        break;
+    case SMTP_VERB_VRFY:
+        if (arg[0] == '\0')
+            smtp_error(s, "501 5.5.4 Syntax: VRFY address");
+        else
+            smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+        break;
+    case SMTP_VERB_EXPN:
+        smtp_error(s, "502 5.5.1 EXPN is not supported");
+        break;
+    case SMTP_VERB_HELP:
+        smtp_reply(s, "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY");
+        smtp_reply(s, "214 2.0.0 HELP STARTTLS AUTH; see RFC 5321");
+        break;
+    default:
+        smtp_error(s, "500 5.5.1 Command unrecognized");
+    }
+}
+
+static void smtp_command(struct smtp_session *s, char *line, size_t len)
+{
+    struct smtp_command cmd;
+    struct smtp_reply r;
+    if (smtp_command_parse(line, len, &cmd, &r) < 0) {
+        smtp_error(s, "%d %s %s", r.code, r.status, r.text);
+        return;
+    }
+    log_debug(s->sid, "event=command verb=%d", (int)cmd.verb);
+    switch (cmd.verb) {
+    case SMTP_VERB_HELO: cmd_helo(s, cmd.arg, false); break;
+    case SMTP_VERB_EHLO: cmd_helo(s, cmd.arg, true); break;
+    case SMTP_VERB_MAIL: cmd_mail(s, cmd.arg); break;
+    case SMTP_VERB_RCPT: cmd_rcpt(s, cmd.arg); break;
+    case SMTP_VERB_DATA: cmd_data(s, cmd.arg); break;
+    case SMTP_VERB_BDAT: cmd_bdat(s, cmd.arg); break;
+    case SMTP_VERB_STARTTLS: cmd_starttls(s, cmd.arg); break;
+    case SMTP_VERB_AUTH: cmd_auth(s, cmd.arg); break;
+    default: cmd_simple(s, cmd.verb, cmd.arg); break;
+    }
+}
+
+/* ---- input ---- */
+
+/* Reads one CRLF line from the input.  Returns 1 with the line (CR LF
+ * removed, NUL-terminated) in buf, 0 if no complete line yet, -1 if a bad
+ * line was consumed and answered. */
+static int smtp_read_line(struct smtp_session *s, struct evbuffer *in, char *buf, size_t max)
+{
+    size_t eol_len;
+    struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+    if (p.pos < 0) {
+        size_t have = evbuffer_get_length(in);
+        if (have > max) {
+            /* RFC 5321 4.5.3.1.4: over-long line; skip to its end, then answer */
+            evbuffer_drain(in, have);
+            s->discarding = true;
+        }
+        return 0;
+    }
+    size_t len = (size_t)p.pos;
+    if (s->discarding || len + 1 > max) {
+        evbuffer_drain(in, len + 1);
+        s->discarding = false;
+        smtp_error(s, "500 5.5.2 Error: line too long");
+        return -1;
+    }
+    evbuffer_remove(in, buf, len + 1);
+    if (len == 0 || buf[len - 1] != '\r') {
+        smtp_error(s, "500 5.5.2 Error: bare <LF> received");
+        return -1;
+    }
+    len--;
+    buf[len] = '\0';
+    if (memchr(buf, '\r', len) != NULL || memchr(buf, '\0', len) != NULL) {
+        smtp_error(s, "500 5.5.2 Error: bare <CR> or NUL received");
+        return -1;
+    }
+    return 1;
+}
+
+static void smtp_feed_data(struct smtp_session *s, struct evbuffer *in)
+{
+    struct evbuffer_iovec vec[8];
+    while (s->state == SMTP_S_DATA && evbuffer_get_length(in) > 0) {
+        int n = evbuffer_peek(in, -1, NULL, vec, 8);
+        if (n > 8)
+            n = 8;
+        size_t consumed = 0;
+        bool done = false;
+        for (int i = 0; i < n && !done; i++) {
+            size_t used = smtp_data_feed(&s->tx.dec, vec[i].iov_base, vec[i].iov_len,
+                                         smtp_data_out, s);
+            consumed += used;
+            done = s->tx.dec.done;
+        }
+        evbuffer_drain(in, consumed);
+        if (done)
+            smtp_message_end(s);
+    }
+}
+
+static void smtp_feed_bdat(struct smtp_session *s, struct evbuffer *in)
+{
+    struct evbuffer_iovec vec[8];
+    while (s->state == SMTP_S_BDAT) {
+        if (s->bdat_remaining == 0) {
+            smtp_bdat_chunk_end(s);
+            return;
+        }
+        if (evbuffer_get_length(in) == 0)
+            return;
+        int n = evbuffer_peek(in, -1, NULL, vec, 8);
+        if (n > 8)
+            n = 8;
+        size_t consumed = 0;
+        for (int i = 0; i < n && s->bdat_remaining > 0; i++) {
+            size_t take = vec[i].iov_len;
+            if (take > s->bdat_remaining)
+                take = (size_t)s->bdat_remaining;
+            if (!s->tx.bdat_failed)
+                smtp_data_feed(&s->tx.dec, vec[i].iov_base, take, smtp_data_out, s);
+            s->bdat_remaining -= take;
+            consumed += take;
+        }
+        evbuffer_drain(in, consumed);
+    }
+}
+
+static void smtp_process_input(struct smtp_session *s)
+{
+    if (s->bev == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    char line[SMTP_AUTH_LINE_MAX + 2];
+    for (;;) {
+        switch (s->state) {
+        case SMTP_S_DATA:
+            smtp_feed_data(s, in);
+            if (s->state == SMTP_S_DATA)
+                return;
+            continue;
+        case SMTP_S_BDAT:
+            smtp_feed_bdat(s, in);
+            if (s->state == SMTP_S_BDAT)
+                return;
+            continue;
+        case SMTP_S_CMD:
+        case SMTP_S_AUTH: {
+            size_t max = s->state == SMTP_S_AUTH ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX;
+            int rc = smtp_read_line(s, in, line, max);
+            if (rc == 0)
+                return;
+            if (rc < 0) {
+                if (s->state == SMTP_S_AUTH)
+                    smtp_set_state(s, SMTP_S_CMD);
+                continue;
+            }
+            if (s->state == SMTP_S_AUTH)
+                smtp_auth_line(s, line);
+            else
+                smtp_command(s, line, strlen(line));
+            continue;
+        }
+        default:
+            return;
+        }
+    }
+}
+
+static void smtp_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->state != SMTP_S_WAIT && s->state != SMTP_S_CLOSING)
+        smtp_touch(s);
+    smtp_process_input(s);
+}
+
+static void smtp_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->state == SMTP_S_CLOSING)
+        smtp_free(s);
+}
+
+static void smtp_tls_ready(struct smtp_session *s)
+{
+    s->tls = true;
+    tls_describe(s->ssl, s->tls_desc, sizeof(s->tls_desc));
+    log_info(s->sid, "event=tls %s", s->tls_desc);
+}
+
+static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake finished (implicit TLS or after STARTTLS) */
+        smtp_tls_ready(s);
+        if (s->state == SMTP_S_TLS) {
+            smtp_set_state(s, SMTP_S_CMD);
+            smtp_process_input(s);
+        }
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (what & BEV_EVENT_ERROR) {
+            unsigned long e = bufferevent_get_openssl_error(bev);
+            char buf[256] = "";
+            if (e)
+                ERR_error_string_n(e, buf, sizeof(buf));
+            log_info(s->sid, "event=disconnect reason=error state=%s tls_error=\"%s\"",
+                     state_names[s->state], buf);
+        } else {
+            log_info(s->sid, "event=disconnect reason=eof state=%s", state_names[s->state]);
+        }
+        if (s->state == SMTP_S_WAIT) {
+            s->dead = true;
+            bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+            return;
+        }
+        smtp_free(s);
+    }
+}
+
+static void cmd_starttls(struct smtp_session *s, const char *arg)
+{
+    if (s->tls) {
+        smtp_error(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (s->srv->tls == NULL) {
+        smtp_error(s, "502 5.5.1 Error: TLS not available");
+        return;
+    }
+    if (arg[0] != '\0') {
+        smtp_error(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    SSL *ssl = SSL_new(s->srv->tls);
+    if (ssl == NULL) {
+        smtp_reply(s, "454 4.7.0 TLS not available due to temporary reason");
+        return;
+    }
+    smtp_reply(s, "220 2.0.0 Ready to start TLS");
+    /* Anything pipelined behind STARTTLS was sent in clear text before the
+     * handshake: discard it (CVE-2011-0411 class). */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk = evbuffer_get_length(in);
+    if (junk > 0) {
+        log_warn(s->sid, "event=starttls_pipelined_discarded bytes=%zu", junk);
+        evbuffer_drain(in, junk);
+    }
+    struct bufferevent *tlsbev = bufferevent_openssl_filter_new(
+        s->worker->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (tlsbev == NULL) {
+        SSL_free(ssl);
+        smtp_close_with(s, "421 4.7.0 TLS setup failed");
+        return;
+    }
+    s->bev = tlsbev;
+    s->ssl = ssl;
+    /* RFC 3207 4.2: forget everything learned before TLS */
+    smtp_tx_reset(s);
+    s->ehlo_done = s->esmtp = false;
+    s->helo[0] = '\0';
+    smtp_set_state(s, SMTP_S_TLS);
+    bufferevent_setcb(tlsbev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+    bufferevent_enable(tlsbev, EV_READ | EV_WRITE);
+}
+
+/* ---- lifecycle ---- */
+
+static void smtp_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->state == SMTP_S_WAIT || s->state == SMTP_S_CLOSING)
+        return;
+    log_info(s->sid, "event=timeout state=%s", state_names[s->state]);
+    smtp_close_with(s, "421 4.4.2 Error: timeout exceeded, closing connection");
+}
+
+static void smtp_free(struct smtp_session *s)
+{
+    if (s->state == SMTP_S_WAIT && !s->dead) {
+        /* an asynchronous step still refers to s: free on its completion */
+        s->dead = true;
+        if (s->bev)
+            bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+        return;
+    }
+    log_info(s->sid, "event=close");
+    smtp_tx_reset(s);
+    if (s->timer)
+        event_free(s->timer);
+    if (s->delay_ev)
+        event_free(s->delay_ev);
+    if (s->bev)
+        bufferevent_free(s->bev);
+    if (s->next)
+        s->next->prev = s->prev;
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (sessions_head == s)
+        sessions_head = s->next;
+    server_conn_closed(s->srv, s->ip);
+    server_session_end(s->srv);
+    explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
+    free(s);
+}
+
+static void smtp_accept(struct net_conn *c)
+{
+    struct smtp_session *s = calloc(1, sizeof(*s));
+    struct server *srv = c->srv;
+    if (s == NULL) {
+        close(c->fd);
+        server_conn_closed(srv, c->ip);
+        free(c);
+        return;
+    }
+    server_session_begin(srv);
+    str_copy(s->sid, c->sid, sizeof(s->sid));
+    s->srv = srv;
+    s->worker = c->worker;
+    s->cfg = atomic_load(&srv->cfg);
+    s->role = c->role;
+    str_copy(s->ip, c->ip, sizeof(s->ip));
+    s->port = c->port;
+    s->loopback = c->loopback;
+    struct event_base *base = c->worker->base;
+    if (c->role == ROLE_SUBMISSIONS) {
+        s->ssl = SSL_new(srv->tls);
+        s->bev = s->ssl ? bufferevent_openssl_socket_new(base, c->fd, s->ssl,
+                                                          BUFFEREVENT_SSL_ACCEPTING,
+                                                          BEV_OPT_CLOSE_ON_FREE)
+                        : NULL;
+    } else {
+        s->bev = bufferevent_socket_new(base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    log_info(s->sid, "event=connect ip=%s port=%d role=%s", s->ip, s->port,
+             listen_role_names[s->role]);
+    free(c);
+    s->next = sessions_head;
+    if (sessions_head)
+        sessions_head->prev = s;
+    sessions_head = s;
+    s->timer = evtimer_new(base, smtp_timeout_cb, s);
+    if (s->bev == NULL || s->timer == NULL) {
+        smtp_free(s);
+        return;
+    }
+    bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    smtp_set_state(s, SMTP_S_CMD);
+    smtp_touch(s);
+    smtp_reply(s, "220 %s ESMTP postel", s->cfg->hostname);
+}
+
+static void smtp_drain(struct worker *w)
+{
+    struct smtp_session *s = sessions_head, *next;
+    for (; s; s = next) {
+        next = s->next;
+        if (s->state == SMTP_S_CLOSING)
+            continue;
+        if (s->tx.active || s->state == SMTP_S_WAIT) {
+            s->drain_pending = true; /* let the transaction finish */
+            continue;
+        }
+        smtp_close_with(s, "421 4.3.2 Service shutting down, closing connection");
+    }
+}
+
+static const struct proto_ops smtp_ops = {
+    .accept = smtp_accept,
+    .busy_reply = "421 4.7.0 Too many connections from your address, try again later\r\n",
+    .drain = smtp_drain,
+};
+
+void smtp_server_register(void)
+{
+    server_register(ROLE_SMTP, &smtp_ops);
+    server_register(ROLE_SUBMISSION, &smtp_ops);
+    server_register(ROLE_SUBMISSIONS, &smtp_ops);
+}

@@ -17,15 +17,6 @@
 
 typedef int cli_fn(const struct config *cfg, int argc, char **argv);
 
-/* Subcommands built by other modules; weak so a partial tree still links. */
-extern cli_fn cli_mx __attribute__((weak));
-extern cli_fn cli_user __attribute__((weak));
-extern cli_fn cli_domain __attribute__((weak));
-extern cli_fn cli_alias __attribute__((weak));
-extern cli_fn cli_mailbox __attribute__((weak));
-extern cli_fn cli_queue __attribute__((weak));
-extern cli_fn cli_spf __attribute__((weak));
-extern cli_fn cli_dkim __attribute__((weak));
 
 struct subcommand {
     const char *name;
@@ -43,9 +34,9 @@ static const struct subcommand commands[] = {
     { "alias", cli_alias, "alias add SRC DST|del|list aliases (catch-all @domain allowed)" },
     { "mailbox", cli_mailbox, "mailbox status ACCOUNT | fetch ACCOUNT MAILBOX UID" },
     { "queue", cli_queue, "queue list|show|flush|delete|hold|release" },
-    { "mx", NULL, "mx DOMAIN                  MX lookup with addresses" },
-    { "spf", NULL, "spf --ip IP --helo H --mail-from A   evaluate SPF" },
-    { "dkim", NULL, "dkim keygen DOMAIN [--selector S] [--algo rsa2048|ed25519]" },
+    { "mx", cli_mx, "mx DOMAIN                  MX lookup with addresses" },
+    { "spf", cli_spf, "spf --ip IP --helo H --mail-from A   evaluate SPF" },
+    { "dkim", cli_dkim, "dkim keygen DOMAIN [--selector S] [--algo rsa2048|ed25519]" },
     { "config", cli_config, "config check               validate the configuration" },
     { "version", cmd_version, "version                    version and library versions" },
 };
@@ -57,18 +48,6 @@ static void usage(FILE *f)
         fprintf(f, "  %s\n", commands[i].usage);
 }
 
-static cli_fn *resolve(const struct subcommand *c)
-{
-    if (c->fn)
-        return c->fn;
-    if (strcmp(c->name, "mx") == 0)
-        return cli_mx;
-    if (strcmp(c->name, "spf") == 0)
-        return cli_spf;
-    if (strcmp(c->name, "dkim") == 0)
-        return cli_dkim;
-    return NULL;
-}
 
 static int cmd_serve(const struct config *cfg, int argc, char **argv)
 {
@@ -120,7 +99,7 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
         if (strcmp(commands[k].name, name) == 0)
             sc = &commands[k];
-    cli_fn *fn = sc ? resolve(sc) : NULL;
+    cli_fn *fn = sc ? sc->fn : NULL;
     if (fn == NULL) {
         fprintf(stderr, "postel: unknown command '%s'\n", name);
         usage(stderr);

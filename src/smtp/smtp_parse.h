@@ -65,8 +65,11 @@ struct smtp_rcpt_params {
 #define SMTP_NOTIFY_FAILURE 4u
 #define SMTP_NOTIFY_DELAY   8u
 
-/* A parsed path: mailbox = local@domain as sent (quotes kept in local when
- * they were needed), or "" for the null path <>. */
+/* A parsed path: mailbox = local "@" domain, or "" for the null path <>.
+ * The local part keeps its case but is canonical: quotes only when needed
+ * ("j.doe"@x becomes j.doe@x), only '"' and '\' escaped inside them.  The
+ * domain is lower-cased (ASCII only; an IPv6 literal reads "[IPv6:...]").
+ * For <Postmaster>, mailbox and local are the word as sent, domain "". */
 struct smtp_path {
     char mailbox[SMTP_PATH_MAX + 1];
     char local[SMTP_LOCALPART_MAX * 2 + 3];

@@ -34,8 +34,9 @@ all: deps postel
 deps:
 	@./scripts/deps.sh
 
+# Replaced by rename, so a running ./postel does not make the copy fail.
 postel: $(BUILD)/postel
-	@cp $< $@
+	@cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/postel: $(BUILD)/src/main.o $(BUILD)/libpostel.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

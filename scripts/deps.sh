@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libsqlite3-dev sqlite3 libinih-dev libjansson-dev
 libpsl-dev libidn2-dev libcrypt-dev zlib1g-dev libunbound-dev openssl
 python3 python3-pytest python3-yaml python3-dkim python3-spf python3-dnslib
-python3-dnspython swaks curl nsd unbound postfix dovecot-imapd dovecot-pop3d"
+python3-dnspython swaks libnet-ssleay-perl libio-socket-ssl-perl curl nsd unbound postfix dovecot-imapd dovecot-pop3d"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -418,6 +418,7 @@ int server_run(struct config *cfg)
     struct server *srv = &srv_storage;
     const char *err = NULL;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* until the reload handler is installed */
     evthread_use_pthreads();
     log_set_level((enum log_level)cfg->log_level);
     atomic_store(&srv->cfg, cfg);

@@ -97,6 +97,8 @@ struct smtp_session {
     bool bdat_last;
     struct event *timer;
     struct event *delay_ev;       /* AUTH failure delay */
+    struct event *close_ev;       /* polls the TLS flush before closing */
+    int close_polls;
     char delayed_reply[128];
     bool dead;                    /* connection gone while an async step runs */
     bool drain_pending;           /* close after the current transaction */
@@ -150,17 +152,53 @@ static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r
     smtp_reply(s, "%d %s %s", r->code, r->status, r->text);
 }
 
-/* Sends a final reply and closes once it is written. */
+/* True when every byte written has left for the socket: the session's own
+ * buffer and, after STARTTLS, the socket bufferevent under the TLS filter. */
+static bool smtp_output_flushed(struct smtp_session *s)
+{
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+        return false;
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    return under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
+#define SMTP_CLOSE_POLL_MS 20
+#define SMTP_CLOSE_MAX_POLLS 250
+
+static void smtp_close_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (smtp_output_flushed(s) || ++s->close_polls >= SMTP_CLOSE_MAX_POLLS) {
+        smtp_free(s);
+        return;
+    }
+    struct timeval tv = { 0, SMTP_CLOSE_POLL_MS * 1000 };
+    evtimer_add(s->close_ev, &tv);
+}
+
+/* Sends a final reply and closes once it is on its way.  The write
+ * callback covers plain connections; a TLS filter hands its bytes to the
+ * socket below it, whose progress we poll (bounded). */
 static void smtp_close_with(struct smtp_session *s, const char *text)
 {
     if (text)
         smtp_reply(s, "%s", text);
     smtp_set_state(s, SMTP_S_CLOSING);
-    if (s->bev) {
-        bufferevent_disable(s->bev, EV_READ);
+    if (s->bev == NULL)
+        return;
+    bufferevent_disable(s->bev, EV_READ);
+    if (bufferevent_get_underlying(s->bev) == NULL) {
         if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
             smtp_free(s);
+        return;
     }
+    if (s->close_ev == NULL)
+        s->close_ev = evtimer_new(s->worker->base, smtp_close_poll_cb, s);
+    if (s->close_ev == NULL) {
+        smtp_free(s);
+        return;
+    }
+    smtp_close_poll_cb(-1, 0, s);
 }
 
 /* A 5xx for bad input: counts towards the junk-command limit. */
@@ -656,6 +694,20 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     smtp_reply(s, "250 2.1.0 Ok");
 }
 
+struct first_domain {
+    char addr[sizeof(((struct config *)0)->domains) + 16];
+    bool found;
+};
+
+/* config_each_domain callback: keeps "postmaster@" + the first domain. */
+static void smtp_first_domain(const char *domain, void *arg)
+{
+    struct first_domain *fd = arg;
+    if (!fd->found)
+        snprintf(fd->addr, sizeof(fd->addr), "postmaster@%s", domain);
+    fd->found = true;
+}
+
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     struct smtp_tx *tx = &s->tx;
@@ -676,14 +728,20 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
     }
     const char *addr = rc->path.mailbox;
     char pm[SMTP_DOMAIN_MAX + 16];
+    struct first_domain first = { .found = false };
     if (rc->path.is_postmaster) {
         snprintf(pm, sizeof(pm), "postmaster@%s", s->cfg->hostname);
         addr = pm;
     }
     int n = store_rcpt_resolve(s->srv->store, addr, rc->targets, MAX_TARGETS_PER_RCPT);
     if (n == -2 && rc->path.is_postmaster) {
-        /* <Postmaster> must always be accepted (RFC 5321 4.5.1): use the first local domain */
-        n = 0;
+        /* <Postmaster> must always be accepted (RFC 5321 4.5.1): the
+         * hostname is not a local domain, so use the first one that is */
+        config_each_domain(s->cfg, smtp_first_domain, &first);
+        if (first.found) {
+            addr = first.addr;
+            n = store_rcpt_resolve(s->srv->store, addr, rc->targets, MAX_TARGETS_PER_RCPT);
+        }
     }
     if (n == -2) {
         if (s->account_id > 0) {
@@ -988,7 +1046,7 @@ static void smtp_read_cb(struct bufferevent *bev, void *arg)
 static void smtp_write_cb(struct bufferevent *bev, void *arg)
 {
     struct smtp_session *s = arg;
-    if (s->state == SMTP_S_CLOSING)
+    if (s->state == SMTP_S_CLOSING && s->close_ev == NULL)
         smtp_free(s);
 }
 
@@ -1103,6 +1161,8 @@ static void smtp_free(struct smtp_session *s)
         event_free(s->timer);
     if (s->delay_ev)
         event_free(s->delay_ev);
+    if (s->close_ev)
+        event_free(s->close_ev);
     if (s->bev)
         bufferevent_free(s->bev);
     if (s->next)

@@ -78,7 +78,11 @@ struct store_rcpt_target {
  * localpart+tag, then catch-all @domain; aliases expand (depth-bounded) to
  * accounts or remote addresses.  Fills up to max targets.
  * Returns the number of targets (>0), 0 if the domain is local but the user
- * is unknown, -2 if the domain is not local, -1 on a store error. */
+ * is unknown, -2 if the domain is not local, -1 on a store error.
+ * Local parts match case-insensitively.  "postmaster@<local domain>" with
+ * no account or alias of its own (nor a catch-all) resolves to that
+ * domain's first account (lowest id), so RFC 5321 4.5.1 holds; 0 only if
+ * the domain has no account at all. */
 int store_rcpt_resolve(struct store *st, const char *address, struct store_rcpt_target *targets,
                        int max);
 

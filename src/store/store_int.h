@@ -1,0 +1,141 @@
+/*
+ * Inside the store: shared by the files of src/store only.  Nothing outside
+ * src/store includes this file.
+ *
+ * Connections: every thread that reads gets its own SQLite connection
+ * (a pthread key per store), each with a small cache of prepared
+ * statements.  The index thread (which runs the done callbacks, "the commit
+ * thread" of store.h) owns one more connection (wconn) opened
+ * with synchronous=FULL.  Administrative writes (accounts, aliases,
+ * queue management) run on the caller's connection inside BEGIN
+ * IMMEDIATE; busy_timeout lets the CLI write while the server runs.
+ */
+#ifndef POSTEL_STORE_INT_H
+#define POSTEL_STORE_INT_H
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+
+#include "core/limits.h"
+#include "store/store.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_TX_BUF (64u * 1024)     /* per-transaction write buffer */
+#define STORE_ALIAS_DEPTH 8           /* alias expansion depth bound */
+#define STORE_RESOLVE_SEEN_MAX 256    /* addresses expanded per resolution */
+#define STORE_ALIAS_DESTS_MAX 1024    /* destinations read per alias source */
+#define STORE_RELPATH_MAX 128         /* "mail/<id>/<txid>.<n>" and the like */
+#define STORE_SYNC_THREADS 16         /* transactions fsynced in parallel */
+
+/* Prepared statements cached per connection; SQL text in store.c. */
+enum store_stmt_id {
+    STMT_DOMAIN_IS_LOCAL,
+    STMT_ACCOUNT_BY_ADDRESS,
+    STMT_ACCOUNT_FIRST_OF_DOMAIN,
+    STMT_ACCOUNT_ADDRESS_BY_ID,
+    STMT_ALIAS_DESTS,
+    STMT_ALIAS_SOURCE_TO,
+    STMT_MAILBOX_BUMP,
+    STMT_MESSAGE_INSERT,
+    STMT_QUEUE_INSERT,
+    STMT_QUEUE_RCPT_INSERT,
+    STMT_MESSAGE_FILE_EXISTS,
+    STMT_QUEUE_FILE_EXISTS,
+    STMT_BEGIN_READ,
+    STMT_COMMIT_READ,
+    STMT_SAVEPOINT,
+    STMT_RELEASE,
+    STMT_ROLLBACK_TO,
+    STMT_COUNT
+};
+
+struct store_conn {
+    struct store *st;
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT_COUNT];
+    struct store_conn *prev, *next;   /* st->conns, under st->conn_lock */
+};
+
+struct store {
+    char dir[1024];
+    int dir_fd;                       /* data_dir, for *at() calls and syncfs */
+    int lock_fd;                      /* data_dir/store.lock, flock()ed shared */
+    bool use_syncfs;                  /* sync mode "syncfs" (see store_tx.c) */
+    bool opened;                      /* fully opened (closing clears store.dirty) */
+
+    pthread_key_t conn_key;
+    pthread_mutex_t conn_lock;
+    struct store_conn *conns;
+
+    /* group commit (store_tx.c): sync workers and an index thread */
+    pthread_t sync_threads[STORE_SYNC_THREADS], index_thread;
+    int n_sync_started, n_sync_running;
+    bool index_started;               /* these three under start_lock */
+    bool threads_ready;               /* all started (atomic: read unlocked) */
+    pthread_mutex_t start_lock;       /* threads start at the first tx */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_cond;            /* pending work for the sync workers */
+    pthread_cond_t synced_cond;       /* synced work for the index thread */
+    struct store_tx *pending, **pending_tail;   /* committed by callers */
+    struct store_tx *synced, **synced_tail;     /* files durable, not indexed */
+    bool stopping, sync_done;
+    struct store_conn *wconn;         /* the index thread's connection */
+    uint64_t n_batches, n_committed;  /* statistics, index thread only */
+};
+
+/* ---- errors (store.c): thread-local last error ---- */
+/* Records an error of kind and points *error_r (if not NULL) at its text.
+ * Always returns -1. */
+int store_fail(enum store_error kind, const char **error_r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records an SQLite error on c (busy, full, I/O are temporary). Returns -1. */
+int store_fail_db(struct store_conn *c, const char **error_r, const char *what);
+/* Records an errno error (ENOSPC, EDQUOT, EIO... are temporary). Returns -1. */
+int store_fail_errno(int err, const char **error_r, const char *what);
+/* Points *error_r at the error already recorded (by a callee). Returns -1. */
+int store_fail_again(const char **error_r);
+void store_clear_error(void);
+bool store_errno_is_temporary(int err);
+
+/* ---- connections (store.c) ---- */
+/* The calling thread's connection, opened on first use; NULL (error set)
+ * if SQLite cannot be opened. */
+struct store_conn *store_conn_get(struct store *st);
+/* A cached statement, reset and with its bindings cleared.  Callers
+ * sqlite3_reset() it when done so no read transaction stays open. */
+sqlite3_stmt *store_stmt(struct store_conn *c, enum store_stmt_id id);
+/* Runs a cached statement without results (BEGIN, SAVEPOINT...). 0 or -1. */
+int store_stmt_run(struct store_conn *c, enum store_stmt_id id);
+/* Runs SQL without results.  0 or -1 (error recorded). */
+int store_exec(struct store_conn *c, const char *sql, const char **error_r);
+int store_begin(struct store_conn *c, const char **error_r);   /* BEGIN IMMEDIATE */
+int store_commit(struct store_conn *c, const char **error_r);
+void store_rollback(struct store_conn *c);
+/* Binds text, or NULL when s is NULL. */
+void store_bind_text(sqlite3_stmt *s, int i, const char *text);
+int64_t store_now(void);
+
+/* ---- addresses (store_account.c) ---- */
+/* Splits a checked address into lower-cased local part and domain.
+ * Returns 0, or -1 if the address is not valid. */
+int store_address_split(const char *address, char *local, size_t local_size, char *domain,
+                        size_t domain_size);
+bool store_domain_valid(const char *domain);
+
+/* ---- mailboxes (store_mailbox.c) ---- */
+/* Creates the standard mailboxes of a new account (inside the caller's
+ * transaction).  0 or -1. */
+int store_mailboxes_create_std(struct store_conn *c, int64_t account_id, const char **error_r);
+
+/* ---- files ---- */
+/* Creates data_dir/mail/<id> if missing and syncs mail/ (store_account.c). */
+int store_account_dir_create(struct store *st, int64_t id, const char **error_r);
+/* Removes data_dir/rel recursively (files and directories).  0 or -1. */
+int store_remove_tree(struct store *st, const char *rel);
+
+/* ---- group commit threads (store_tx.c) ---- */
+/* Idempotent; the first store_tx_begin() calls it. 0 or -1. */
+int store_commit_thread_start(struct store *st, const char **error_r);
+void store_commit_thread_stop(struct store *st);
+#endif

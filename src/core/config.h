@@ -63,7 +63,16 @@ struct config {
 
     struct dkim_domain_cfg dkim[16];
     int n_dkim;
+
+    /* Capture mode (postel capture): accept every recipient and any AUTH,
+     * store into the capture account, never relay. */
+    bool capture;
+    int capture_max;              /* keep the newest N messages */
+    char capture_relay[HOSTNAME_MAX + 8]; /* "host:port" for releasing a message, "" = none */
 };
+
+/* The hidden account that capture mode stores into. */
+#define CAPTURE_ACCOUNT "capture@capture.invalid"
 
 extern const char *const listen_role_names[ROLE_COUNT];
 

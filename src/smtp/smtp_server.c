@@ -112,6 +112,14 @@ struct smtp_session {
 };
 
 static __thread struct smtp_session *sessions_head;
+static smtp_commit_hook_fn *commit_hook;
+static void *commit_hook_arg;
+
+void smtp_server_set_commit_hook(smtp_commit_hook_fn *fn, void *arg)
+{
+    commit_hook = fn;
+    commit_hook_arg = arg;
+}
 
 static void smtp_process_input(struct smtp_session *s);
 static void smtp_free(struct smtp_session *s);
@@ -384,6 +392,8 @@ static void smtp_commit_done_loop(void *arg)
                  smtp_with_protocol(s));
         if (!s->dead)
             smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->async_id);
+        if (commit_hook)
+            commit_hook(commit_hook_arg, s->async_id);
     } else {
         log_error(s->sid, "event=store_error op=commit error=\"%s\"", s->async_error);
         if (!s->dead)
@@ -423,18 +433,19 @@ static void smtp_message_end(struct smtp_session *s)
 
 static bool smtp_auth_offered(const struct smtp_session *s)
 {
-    return s->role != ROLE_SMTP;
+    return s->role != ROLE_SMTP || s->cfg->capture;
 }
 
 static bool smtp_auth_allowed_here(const struct smtp_session *s)
 {
-    return s->tls || (s->loopback && s->cfg->plaintext_loopback);
+    return s->tls || (s->loopback && s->cfg->plaintext_loopback) || s->cfg->capture;
 }
 
 static void smtp_auth_work(void *arg)
 {
     struct smtp_session *s = arg;
-    int64_t id = store_user_auth(s->srv->store, s->auth_user, s->auth_pass);
+    int64_t id = s->cfg->capture ? store_user_lookup(s->srv->store, CAPTURE_ACCOUNT)
+                                 : store_user_auth(s->srv->store, s->auth_user, s->auth_pass);
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     s->async_result = id > 0 ? 0 : id == 0 ? 1 : -1;
     if (id > 0)
@@ -675,7 +686,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
                    (unsigned long long)s->cfg->message_size);
         return;
     }
-    if (s->account_id > 0 &&
+    if (s->account_id > 0 && !s->cfg->capture &&
         (tx->from.is_null || !store_sender_allowed(s->srv->store, s->account_id, tx->from.mailbox))) {
         log_warn(s->sid, "event=reject reason=sender_not_owned user=%s from=<%s>", s->auth_user,
                  tx->from.mailbox);
@@ -724,6 +735,21 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
     memset(rc, 0, sizeof(*rc));
     if (smtp_rcpt_parse(arg, tx->params.smtputf8, &rc->path, &rc->params, &r) < 0) {
         smtp_error(s, "%d %s %s", r.code, r.status, r.text);
+        return;
+    }
+    if (s->cfg->capture) {
+        /* capture mode: every recipient is accepted into the capture account */
+        int64_t id = store_user_lookup(s->srv->store, CAPTURE_ACCOUNT);
+        if (id <= 0) {
+            smtp_reply(s, "451 4.3.0 Capture store not ready");
+            return;
+        }
+        rc->targets[0].kind = STORE_RCPT_LOCAL;
+        rc->targets[0].account_id = id;
+        str_copy(rc->targets[0].address, CAPTURE_ACCOUNT, sizeof(rc->targets[0].address));
+        rc->n_targets = 1;
+        tx->n_rcpts++;
+        smtp_reply(s, "250 2.1.5 Ok");
         return;
     }
     const char *addr = rc->path.mailbox;

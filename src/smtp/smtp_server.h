@@ -8,4 +8,10 @@
 
 /* Registers the SMTP protocol for its three roles. */
 void smtp_server_register(void);
+
+/* Called on the session's loop thread after each message is durably
+ * stored (capture mode uses it for live updates and pruning).  Set before
+ * server_run; queue_id is the id given in the 250 reply. */
+typedef void smtp_commit_hook_fn(void *arg, const char *queue_id);
+void smtp_server_set_commit_hook(smtp_commit_hook_fn *fn, void *arg);
 #endif

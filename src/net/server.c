@@ -117,9 +117,12 @@ void server_session_end(struct server *srv)
     }
 }
 
+static void worker_detach_listeners(void);
+
 static void worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
+    worker_detach_listeners();
     for (int r = 0; r < ROLE_COUNT; r++) {
         bool seen = false;
         for (int q = 0; q < r; q++)
@@ -139,20 +142,23 @@ static void *worker_main(void *arg)
 
 /* ---- listeners ---- */
 
+/* A listening socket.  Every worker loop accepts on it directly (no hop
+ * through the main thread); the kernel wakes one of them per connection. */
 struct listener {
-    struct evconnlistener *lev;
+    int fd;
     enum listen_role role;
     struct server *srv;
 };
 
+/* One worker's accepting end of a listener. */
+struct worker_listener {
+    struct evconnlistener *lev;
+    struct listener *l;
+    struct worker *w;
+};
+
 static struct listener *listeners;
 static int n_listeners;
-
-static void conn_dispatch(void *arg)
-{
-    struct net_conn *c = arg;
-    protos[c->role]->accept(c);
-}
 
 static void addr_text(const struct sockaddr *sa, char *ip, size_t size, int *port_r)
 {
@@ -179,7 +185,8 @@ static bool ip_is_loopback(const char *ip)
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
-    struct listener *l = arg;
+    struct worker_listener *wl = arg;
+    struct listener *l = wl->l;
     struct server *srv = l->srv;
     const struct config *cfg = atomic_load(&srv->cfg);
     if (atomic_load(&srv->draining)) {
@@ -214,9 +221,8 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     evutil_make_socket_nonblocking(fd);
-    unsigned n = atomic_fetch_add(&srv->next_worker, 1);
-    c->worker = &srv->workers[n % (unsigned)srv->n_workers];
-    loop_call(c->worker->base, conn_dispatch, c);
+    c->worker = wl->w;
+    protos[c->role]->accept(c);
 }
 
 static int listen_one(struct server *srv, enum listen_role role, const struct listen_addr *a)
@@ -249,15 +255,10 @@ static int listen_one(struct server *srv, enum listen_role role, const struct li
         return -1;
     }
     freeaddrinfo(res);
-    struct listener *l = &listeners[n_listeners];
+    struct listener *l = &listeners[n_listeners++];
+    l->fd = fd;
     l->role = role;
     l->srv = srv;
-    l->lev = evconnlistener_new(srv->main_base, on_accept, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (l->lev == NULL) {
-        close(fd);
-        return -1;
-    }
-    n_listeners++;
     log_info(NULL, "event=listen role=%s addr=%s:%d", listen_role_names[role], a->host, a->port);
     return 0;
 }
@@ -283,6 +284,42 @@ static int listen_all(struct server *srv, const struct config *cfg)
     return 0;
 }
 
+/* Gives every worker loop its own accepting end of every listener; called
+ * once the workers exist.  Each worker frees its ends when draining. */
+static __thread struct worker_listener *my_listeners;
+static __thread int my_n_listeners;
+
+static void worker_attach_listeners(void *arg)
+{
+    struct worker *w = arg;
+    my_listeners = calloc((size_t)n_listeners + 1, sizeof(*my_listeners));
+    if (my_listeners == NULL)
+        fatal("out of memory");
+    for (int i = 0; i < n_listeners; i++) {
+        struct worker_listener *wl = &my_listeners[my_n_listeners];
+        wl->l = &listeners[i];
+        wl->w = w;
+        wl->lev = evconnlistener_new(w->base, on_accept, wl, 0, -1, listeners[i].fd);
+        if (wl->lev == NULL)
+            fatal("evconnlistener_new failed");
+        my_n_listeners++;
+    }
+}
+
+static void worker_detach_listeners(void)
+{
+    for (int i = 0; i < my_n_listeners; i++)
+        evconnlistener_free(my_listeners[i].lev);
+    my_n_listeners = 0;
+    free(my_listeners);
+    my_listeners = NULL;
+}
+
+static void worker_stop_accepting(void *arg)
+{
+    worker_detach_listeners();
+}
+
 /* ---- signals ---- */
 
 static struct config **old_cfgs;
@@ -294,9 +331,8 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     if (atomic_exchange(&srv->draining, true))
         return;
     log_info(NULL, "event=draining signal=%d sessions=%d", (int)sig, atomic_load(&srv->sessions));
-    for (int i = 0; i < n_listeners; i++)
-        evconnlistener_free(listeners[i].lev);
-    n_listeners = 0;
+    for (int i = 0; i < srv->n_workers; i++)
+        loop_call(srv->workers[i].base, worker_stop_accepting, NULL);
     if (atomic_load(&srv->sessions) == 0) {
         stop_loops(srv);
         return;
@@ -446,6 +482,8 @@ int server_run(struct config *cfg)
         dev_demo_account(srv->store, cfg);
     if (pool_start(POOL_THREADS) < 0 || workers_start(srv) < 0)
         return 71;
+    for (int i = 0; i < srv->n_workers; i++)
+        loop_call(srv->workers[i].base, worker_attach_listeners, &srv->workers[i]);
     struct event *ev_term = evsignal_new(srv->main_base, SIGTERM, on_term, srv);
     struct event *ev_int = evsignal_new(srv->main_base, SIGINT, on_term, srv);
     struct event *ev_hup = evsignal_new(srv->main_base, SIGHUP, on_hup, srv);
@@ -461,6 +499,8 @@ int server_run(struct config *cfg)
         event_base_loopexit(srv->workers[i].base, NULL);
         pthread_join(srv->workers[i].thread, NULL);
     }
+    for (int i = 0; i < n_listeners; i++)
+        close(listeners[i].fd);
     pool_stop();
     store_close(srv->store);
     event_free(ev_term);

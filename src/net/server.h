@@ -50,7 +50,6 @@ struct server {
     int n_workers;
     atomic_bool draining;
     atomic_int sessions;          /* live protocol sessions */
-    atomic_uint next_worker;
 };
 
 /* What a protocol provides for the roles it serves. */

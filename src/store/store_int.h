@@ -80,6 +80,7 @@ struct store {
     struct store_tx *pending, **pending_tail;   /* committed by callers */
     struct store_tx *synced, **synced_tail;     /* files durable, not indexed */
     bool stopping, sync_done;
+    bool indexing;                    /* a thread is committing the index (q_lock) */
     struct store_conn *wconn;         /* the index thread's connection */
     uint64_t n_batches, n_committed;  /* statistics, index thread only */
 };

@@ -46,6 +46,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "store/store_imap.h"
 
 enum tx_kind {
     TX_LOCAL,                         /* the spool is copies[0]'s file */
@@ -642,6 +643,10 @@ static void tx_complete(struct store_tx *tx)
         log_warn(NULL, "event=store_commit_failed id=%s error=\"%s\"", tx->id, tx->error);
         tx_remove_files(tx);
     }
+    if (!tx->failed)
+        /* IDLE and other sessions of the recipients learn of the new mail */
+        for (size_t i = 0; i < tx->n_copies; i++)
+            store_imap_notify(tx->st, tx->copies[i].account_id);
     if (tx->done != NULL) {
         if (tx->failed)
             tx->done(tx->arg, -1, NULL, tx->error);
@@ -689,6 +694,8 @@ static struct store_tx *take_pending(struct store *st)
     return batch;
 }
 
+static void index_drain_locked(struct store *st);
+
 static void *sync_main(void *arg)
 {
     struct store *st = arg;
@@ -704,7 +711,12 @@ static void *sync_main(void *arg)
         pthread_mutex_lock(&st->q_lock);
         *st->synced_tail = batch;
         st->synced_tail = &list_last(batch)->next;
-        pthread_cond_signal(&st->synced_cond);
+        /* Leader hand-off: when nobody is committing the index, this
+         * worker does it itself for everything synced so far, saving a
+         * thread wake-up on the path of every lone message; otherwise the
+         * thread committing picks the batch up before it lets go. */
+        if (!st->indexing)
+            index_drain_locked(st);
     }
     if (--st->n_sync_running == 0) {
         st->sync_done = true; /* the index thread may finish now */
@@ -733,21 +745,36 @@ static void index_batch(struct store *st, struct store_tx *batch)
               (unsigned long long)(now_mono_ms() - t0));
 }
 
-static void *index_main(void *arg)
+/* Commits everything synced, batch after batch, until nothing is left.
+ * Called with q_lock held and indexing false; returns with q_lock held.
+ * Only one thread indexes at a time (the indexing flag). */
+static void index_drain_locked(struct store *st)
 {
-    struct store *st = arg;
-    pthread_mutex_lock(&st->q_lock);
-    for (;;) {
-        while (st->synced == NULL && !st->sync_done)
-            pthread_cond_wait(&st->synced_cond, &st->q_lock);
-        if (st->synced == NULL)
-            break; /* the sync workers have finished and all is indexed */
+    st->indexing = true;
+    while (st->synced != NULL) {
         struct store_tx *batch = st->synced;
         st->synced = NULL;
         st->synced_tail = &st->synced;
         pthread_mutex_unlock(&st->q_lock);
         index_batch(st, batch);
         pthread_mutex_lock(&st->q_lock);
+    }
+    st->indexing = false;
+    pthread_cond_broadcast(&st->synced_cond);
+}
+
+/* Indexes what no sync worker took on, and finishes at shutdown. */
+static void *index_main(void *arg)
+{
+    struct store *st = arg;
+    pthread_mutex_lock(&st->q_lock);
+    for (;;) {
+        while ((st->synced == NULL || st->indexing) && !(st->sync_done && !st->indexing))
+            pthread_cond_wait(&st->synced_cond, &st->q_lock);
+        if (st->synced == NULL && st->sync_done && !st->indexing)
+            break; /* the sync workers have finished and all is indexed */
+        if (st->synced != NULL && !st->indexing)
+            index_drain_locked(st);
     }
     pthread_mutex_unlock(&st->q_lock);
     return NULL;

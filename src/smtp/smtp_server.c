@@ -57,8 +57,8 @@ struct smtp_tx {
     bool active;                  /* MAIL accepted */
     struct smtp_path from;
     struct smtp_mail_params params;
-    struct smtp_rcpt *rcpts;
-    int n_rcpts;
+    struct smtp_rcpt *rcpts;      /* grown on demand: most mail has one */
+    int n_rcpts, cap_rcpts;
     struct store_tx *stx;
     struct smtp_data_decoder dec;
     bool write_failed;
@@ -694,12 +694,6 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         smtp_reply(s, "553 5.7.1 Sender address rejected: not owned by user %s", s->auth_user);
         return;
     }
-    tx->rcpts = calloc((size_t)s->cfg->recipients, sizeof(*tx->rcpts));
-    if (tx->rcpts == NULL) {
-        memset(tx, 0, sizeof(*tx));
-        smtp_reply(s, "452 4.3.1 Insufficient system resources");
-        return;
-    }
     tx->active = true;
     tx->seq = ++s->tx_count;
     smtp_reply(s, "250 2.1.0 Ok");
@@ -730,6 +724,16 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
     if (tx->n_rcpts >= s->cfg->recipients) {
         smtp_reply(s, "452 4.5.3 Error: too many recipients");
         return;
+    }
+    if (tx->n_rcpts == tx->cap_rcpts) {
+        int cap = tx->cap_rcpts ? tx->cap_rcpts * 2 : 2;
+        struct smtp_rcpt *grown = realloc(tx->rcpts, (size_t)cap * sizeof(*grown));
+        if (grown == NULL) {
+            smtp_reply(s, "452 4.3.1 Insufficient system resources");
+            return;
+        }
+        tx->rcpts = grown;
+        tx->cap_rcpts = cap;
     }
     struct smtp_rcpt *rc = &tx->rcpts[tx->n_rcpts];
     memset(rc, 0, sizeof(*rc));

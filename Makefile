@@ -13,7 +13,7 @@ PKGS    := libevent libevent_openssl libevent_pthreads openssl sqlite3 inih \
 CC      ?= cc
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Wno-unused-parameter
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -I$(BUILD) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 BUILD   ?= build
 

@@ -8,6 +8,7 @@
 #include <sysexits.h>
 
 #include "cli/cli.h"
+#include "cli/cli_capture.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "net/server.h"
@@ -37,6 +38,7 @@ static const struct subcommand commands[] = {
     { "mx", cli_mx, "mx DOMAIN                  MX lookup with addresses" },
     { "spf", cli_spf, "spf --ip IP --helo H --mail-from A   evaluate SPF" },
     { "dkim", cli_dkim, "dkim keygen DOMAIN [--selector S] [--algo rsa2048|ed25519]" },
+    { "capture", cli_capture, "capture [--smtp A] [--smtps A] [--http A] [--max N] [--data DIR] [--relay H:P]  developer capture mode" },
     { "config", cli_config, "config check               validate the configuration" },
     { "version", cmd_version, "version                    version and library versions" },
 };

@@ -660,7 +660,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         smtp_error(s, "503 5.5.1 Error: nested MAIL command");
         return;
     }
-    if (s->role != ROLE_SMTP && s->account_id <= 0) {
+    if (s->role != ROLE_SMTP && s->account_id <= 0 && !s->cfg->capture) {
         smtp_error(s, "530 5.7.0 Authentication required");
         return;
     }

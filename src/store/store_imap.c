@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store_int.h"
+#include "store/store_messages.h"
 
 /* ---- schema additions (created on first use, idempotent) ---- */
 
@@ -62,6 +63,9 @@ static void col_text(sqlite3_stmt *s, int i, char *buf, size_t size)
     const char *t = (const char *)sqlite3_column_text(s, i);
     str_copy(buf, t ? t : "", size);
 }
+
+static int64_t mailbox_account_uv(struct store_conn *c, int64_t mailbox_id, uint32_t *uv_r);
+static void notify_mailbox(struct store *st, struct store_conn *c, int64_t mailbox_id);
 
 /* ---- mailboxes ---- */
 
@@ -768,6 +772,8 @@ long store_imap_flags(struct store *st, int64_t mailbox_id, const uint32_t *uids
         return -1;
     }
     *modseq_r = x.modseq > 0 ? (uint64_t)x.modseq : 0;
+    if (x.changed > 0)
+        notify_mailbox(st, c, mailbox_id);
     return x.changed;
 }
 
@@ -859,7 +865,18 @@ long store_imap_expunge(struct store *st, int64_t mailbox_id, const uint32_t *ui
     }
     remove_files(st, files, cnt);
     *expunged_r = out;
+    if (cnt > 0)
+        notify_mailbox(st, c, mailbox_id);
     return (long)cnt;
+}
+
+/* Tells the watchers of the mailbox's account. */
+static void notify_mailbox(struct store *st, struct store_conn *c, int64_t mailbox_id)
+{
+    uint32_t uv;
+    int64_t account = mailbox_account_uv(c, mailbox_id, &uv);
+    if (account > 0)
+        store_imap_notify(st, account);
 }
 
 int store_imap_quota(struct store *st, int64_t account, uint64_t *used_r, uint64_t *limit_r)
@@ -878,6 +895,24 @@ int store_imap_quota(struct store *st, int64_t account, uint64_t *used_r, uint64
     *used_r = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 1) : 0;
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : store_fail(STORE_ERR_NOTFOUND, NULL, "no such account");
+}
+
+int store_imap_quota_set(struct store *st, const char *address, uint64_t bytes)
+{
+    struct store_conn *c = conn(st);
+    if (c == NULL)
+        return -1;
+    sqlite3_stmt *s = prep(c, "UPDATE accounts SET quota_bytes = ?2 WHERE address = ?1");
+    if (s == NULL)
+        return -1;
+    store_bind_text(s, 1, address);
+    sqlite3_bind_int64(s, 2, (int64_t)bytes);
+    int rc = sqlite3_step(s);
+    int changes = sqlite3_changes(c->db);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return store_fail_db(c, NULL, "quota");
+    return changes > 0 ? 0 : store_fail(STORE_ERR_NOTFOUND, NULL, "no such account");
 }
 
 static int quota_check(struct store *st, int64_t account, uint64_t add)
@@ -975,7 +1010,7 @@ int store_imap_append(struct store *st, int64_t account, int64_t mailbox_id, con
     if (c == NULL || quota_check(st, account, len) < 0)
         return -1;
     char path[STORE_IMAP_PATH_MAX];
-    int fd;
+    int fd = -1;
     if (new_file(st, account, path, sizeof(path), &fd) < 0)
         return -1;
     int r = write_full(fd, data, len) == 0 && fdatasync(fd) == 0 ? 0
@@ -1177,18 +1212,21 @@ long store_imap_copy(struct store *st, int64_t account, int64_t src, int64_t dst
     return k;
 }
 
-/* ---- notification ---- */
+/* ---- notification ----
+ * On top of the store's watch registry (store_messages.h), so POP3 and
+ * IMAP see each other's changes; IMAP watches a whole account. */
 
 struct store_imap_watch {
-    struct store_imap_watch *next;
-    struct store *st;
-    int64_t account;
+    struct store_watch *w;
     store_imap_watch_fn *fn;
     void *arg;
 };
 
-static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct store_imap_watch *watch_head;
+static void watch_adapter(void *arg, const struct store_change *change)
+{
+    struct store_imap_watch *w = arg;
+    w->fn(w->arg, change->account_id);
+}
 
 struct store_imap_watch *store_imap_watch_add(struct store *st, int64_t account,
                                               store_imap_watch_fn *fn, void *arg)
@@ -1196,14 +1234,13 @@ struct store_imap_watch *store_imap_watch_add(struct store *st, int64_t account,
     struct store_imap_watch *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
-    w->st = st;
-    w->account = account;
     w->fn = fn;
     w->arg = arg;
-    pthread_mutex_lock(&watch_lock);
-    w->next = watch_head;
-    watch_head = w;
-    pthread_mutex_unlock(&watch_lock);
+    w->w = store_watch_add(st, account, 0, watch_adapter, w);
+    if (w->w == NULL) {
+        free(w);
+        return NULL;
+    }
     return w;
 }
 
@@ -1211,21 +1248,14 @@ void store_imap_watch_remove(struct store_imap_watch *w)
 {
     if (w == NULL)
         return;
-    pthread_mutex_lock(&watch_lock);
-    for (struct store_imap_watch **p = &watch_head; *p; p = &(*p)->next)
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    pthread_mutex_unlock(&watch_lock);
+    store_watch_remove(w->w);
     free(w);
 }
 
 void store_imap_notify(struct store *st, int64_t account)
 {
-    pthread_mutex_lock(&watch_lock);
-    for (struct store_imap_watch *w = watch_head; w; w = w->next)
-        if (w->st == st && w->account == account)
-            w->fn(w->arg, account);
-    pthread_mutex_unlock(&watch_lock);
+    struct store_change ch = { .account_id = account, .mailbox_id = 0,
+                               .what = STORE_CHANGE_APPEND | STORE_CHANGE_EXPUNGE |
+                                       STORE_CHANGE_FLAGS | STORE_CHANGE_MAILBOX };
+    store_watch_notify(st, &ch);
 }

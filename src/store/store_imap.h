@@ -139,9 +139,15 @@ int store_imap_append(struct store *st, int64_t account, int64_t mailbox_id, con
 /* Bytes used by the account's messages and its limit (0 = none). */
 int store_imap_quota(struct store *st, int64_t account, uint64_t *used_r, uint64_t *limit_r);
 
+/* Sets the account's storage limit in bytes (0 = none), for the CLI
+ * ("postel user quota ADDR SIZE").  -1 with STORE_ERR_NOTFOUND when there
+ * is no such account. */
+int store_imap_quota_set(struct store *st, const char *address, uint64_t bytes);
+
 /* ---- change notification ----
  * A watcher is called after any change to the account's mailboxes
- * (deliveries, IMAP and POP3 writes), on the thread that made the change,
+ * (deliveries, IMAP and POP3 writes; built on store_watch of
+ * store_messages.h), on the thread that made the change,
  * with no store lock held except the watch list's own: fn must be quick
  * and must not call back into the watch functions (IMAP hops to its loop
  * with loop_call).  After store_imap_watch_remove() returns, fn is not

@@ -8,6 +8,7 @@
 #include <sysexits.h>
 
 #include "cli/cli.h"
+#include "cli/cli_auth.h"
 #include "cli/cli_capture.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -39,6 +40,9 @@ static const struct subcommand commands[] = {
     { "spf", cli_spf, "spf --ip IP --helo H --mail-from A   evaluate SPF" },
     { "dkim", cli_dkim, "dkim keygen DOMAIN [--selector S] [--algo rsa2048|ed25519]" },
     { "capture", cli_capture, "capture [--smtp A] [--smtps A] [--http A] [--max N] [--data DIR] [--relay H:P]  developer capture mode" },
+    { "verify", cli_verify, "verify [FILE] [--ip IP] [--helo H] [--mail-from A]  SPF/DKIM/DMARC, print Authentication-Results" },
+    { "dns", cli_dns_records, "dns records DOMAIN         every DNS record to publish (zone-file form)" },
+    { "check", cli_check, "check DOMAIN               deliverability check of a domain's DNS (exit 1 on FAIL)" },
     { "config", cli_config, "config check               validate the configuration" },
     { "version", cmd_version, "version                    version and library versions" },
 };

@@ -12,6 +12,7 @@
 #include "cli/cli_capture.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "imap/imap_server.h"
 #include "net/server.h"
 #include "smtp/smtp_server.h"
 
@@ -62,6 +63,7 @@ static int cmd_serve(const struct config *cfg, int argc, char **argv)
         return EX_OSERR;
     *owned = *cfg;
     smtp_server_register();
+    imap_server_register();
     return server_run(owned);
 }
 

@@ -556,6 +556,13 @@ int auth_evaluate_dns(const struct dmarc_dns *dns, const struct auth_input *in, 
 
 static enum dns_status resolver_query(void *arg, const char *name, uint16_t type, struct dns_result *res)
 {
+    if (arg == NULL) { /* no resolver could be started: every lookup is temporary */
+        memset(res, 0, sizeof(*res));
+        res->status = DNS_TEMPFAIL;
+        res->rcode = -1;
+        str_copy(res->why, "no resolver", sizeof(res->why));
+        return DNS_TEMPFAIL;
+    }
     return dns_query(arg, name, type, res);
 }
 

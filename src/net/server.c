@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "core/util.h"
+#include "dns/dns.h"
 #include "net/tls.h"
 #include "store/store.h"
 
@@ -478,6 +479,12 @@ int server_run(struct config *cfg)
         return 74; /* EX_IOERR */
     }
     config_each_domain(cfg, add_domain_cb, srv->store);
+    struct dns_options dopt;
+    dns_options_from_config(&dopt, cfg);
+    srv->dns = dns_resolver_new(&dopt, &err);
+    if (srv->dns == NULL)
+        log_error(NULL, "event=dns_unavailable error=\"%s\" msg=\"authentication checks will "
+                        "report temperror\"", err ? err : "?");
     if (cfg->dev_defaults)
         dev_demo_account(srv->store, cfg);
     if (pool_start(POOL_THREADS) < 0 || workers_start(srv) < 0)
@@ -503,6 +510,8 @@ int server_run(struct config *cfg)
         close(listeners[i].fd);
     pool_stop();
     store_close(srv->store);
+    if (srv->dns)
+        dns_resolver_free(srv->dns);
     event_free(ev_term);
     event_free(ev_int);
     event_free(ev_hup);

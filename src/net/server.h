@@ -16,6 +16,7 @@
 
 struct store;
 struct server;
+struct dns_resolver;
 
 struct worker {
     int id;
@@ -44,6 +45,7 @@ struct server {
      * until exit, so sessions may hold a pointer for their lifetime). */
     const struct config *_Atomic cfg;
     struct store *store;
+    struct dns_resolver *dns;     /* shared, thread-safe; NULL if it could not start */
     SSL_CTX *tls;
     struct event_base *main_base;
     struct worker *workers;

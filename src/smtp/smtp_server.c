@@ -20,6 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "auth/authres.h"
+#include "auth/dkim.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -44,6 +49,7 @@ static const char *const state_names[] = {
 };
 
 #define MAX_TARGETS_PER_RCPT 16
+#define SMTP_RESULT_POLICY 2 /* async_result: refused by the sender's DMARC policy */
 
 struct smtp_rcpt {
     struct smtp_path path;
@@ -65,6 +71,12 @@ struct smtp_tx {
     bool bdat;                    /* BDAT used in this transaction */
     bool bdat_failed;             /* a BDAT chunk was refused: discard the rest */
     unsigned seq;
+    /* Filtered transactions (checks on smtp, signing on submission) are
+     * spooled whole, then stored by smtp_filter_work on the pool. */
+    bool filtered;
+    int spool_fd;
+    struct strbuf spool_buf;
+    struct strbuf received;       /* our Received header, made at DATA */
 };
 
 enum auth_step { AUTH_PLAIN_RESP, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
@@ -240,6 +252,10 @@ static void smtp_tx_reset(struct smtp_session *s)
     struct smtp_tx *tx = &s->tx;
     if (tx->stx)
         store_tx_abort(tx->stx);
+    if (tx->filtered && tx->spool_fd >= 0)
+        close(tx->spool_fd);
+    strbuf_free(&tx->spool_buf);
+    strbuf_free(&tx->received);
     free(tx->rcpts);
     memset(tx, 0, sizeof(*tx));
 }
@@ -264,29 +280,29 @@ static void rfc5322_date(char *buf, size_t size)
     strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
-/* The trace header of RFC 5321 4.4, written before the message data. */
-static int smtp_write_received(struct smtp_session *s)
+/* The trace header of RFC 5321 4.4, put before the message data. */
+static void smtp_make_received(struct smtp_session *s, struct strbuf *out)
 {
-    struct strbuf sb;
+    struct strbuf *sb = out;
     char date[64];
-    strbuf_init(&sb, 4096);
+    strbuf_init(sb, 4096);
     rfc5322_date(date, sizeof(date));
-    strbuf_printf(&sb, "Received: from %s ([%s])\r\n\tby %s (postel) with %s id %s.%u",
+    strbuf_printf(sb, "Received: from %s ([%s])\r\n\tby %s (postel) with %s id %s.%u",
                   s->helo[0] ? s->helo : "unknown", s->ip, s->cfg->hostname,
                   smtp_with_protocol(s), s->sid, s->tx.seq);
     if (s->tls)
-        strbuf_printf(&sb, "\r\n\t(%s)", s->tls_desc);
+        strbuf_printf(sb, "\r\n\t(%s)", s->tls_desc);
     if (s->tx.n_rcpts == 1)
-        strbuf_printf(&sb, "\r\n\tfor <%s>", s->tx.rcpts[0].path.mailbox);
-    strbuf_printf(&sb, ";\r\n\t%s\r\n", date);
-    int rc = sb.data ? store_tx_write(s->tx.stx, sb.data, sb.len) : -1;
-    strbuf_free(&sb);
-    return rc;
+        strbuf_printf(sb, "\r\n\tfor <%s>", s->tx.rcpts[0].path.mailbox);
+    strbuf_printf(sb, ";\r\n\t%s\r\n", date);
 }
 
-/* Flattens RCPTs into the store's recipient list (deduplicated) and opens
- * the store transaction.  Returns 0 or -1 after replying. */
-static int smtp_tx_open(struct smtp_session *s)
+/* Flattens RCPTs into the store's recipient list (deduplicated, local
+ * copies filed into mailbox) and opens the store transaction.  NULL with
+ * *error_r on failure.  Runs on the loop or, for filtered transactions, on
+ * a pool thread while the session waits. */
+static struct store_tx *smtp_store_begin(struct smtp_session *s, const char *mailbox,
+                                         const char **error_r)
 {
     struct smtp_tx *tx = &s->tx;
     int total = 0;
@@ -294,8 +310,8 @@ static int smtp_tx_open(struct smtp_session *s)
         total += tx->rcpts[i].n_targets;
     struct store_tx_rcpt *list = calloc((size_t)total, sizeof(*list));
     if (list == NULL) {
-        smtp_reply(s, "452 4.3.1 Insufficient system resources");
-        return -1;
+        *error_r = "out of memory";
+        return NULL;
     }
     size_t n = 0;
     for (int i = 0; i < tx->n_rcpts; i++) {
@@ -312,7 +328,7 @@ static int smtp_tx_open(struct smtp_session *s)
                 continue;
             list[n].address = r->path.is_postmaster ? tg->address : r->path.mailbox;
             list[n].target = tg;
-            list[n].mailbox = "INBOX";
+            list[n].mailbox = mailbox;
             list[n].orcpt = r->params.orcpt[0] ? r->params.orcpt : NULL;
             list[n].notify = r->params.notify;
             n++;
@@ -328,27 +344,80 @@ static int smtp_tx_open(struct smtp_session *s)
         .n_rcpts = n,
         .submitter_account = s->account_id,
     };
-    const char *err = NULL;
-    tx->stx = store_tx_begin(s->srv->store, &env, &err);
+    struct store_tx *stx = store_tx_begin(s->srv->store, &env, error_r);
     free(list);
-    if (tx->stx == NULL) {
-        log_error(s->sid, "event=store_error op=tx_begin error=\"%s\"", err ? err : "?");
-        smtp_reply(s, "452 4.3.1 Insufficient system storage");
-        return -1;
+    return stx;
+}
+
+/* Messages that must be seen whole before they are stored: everything the
+ * MX receives (SPF/DKIM/DMARC, Authentication-Results) and submissions
+ * when DKIM signing may apply. */
+static bool smtp_tx_needs_filter(const struct smtp_session *s)
+{
+    if (s->cfg->capture)
+        return false;
+    if (s->role == ROLE_SMTP)
+        return true;
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/dkim", s->cfg->data_dir);
+    return s->account_id > 0 && (s->cfg->n_dkim > 0 || access(dir, F_OK) == 0);
+}
+
+/* Prepares the transaction for its data: a store transaction for plain
+ * ones, a spool for filtered ones.  Returns 0 or -1 after replying. */
+static int smtp_tx_open(struct smtp_session *s)
+{
+    struct smtp_tx *tx = &s->tx;
+    const char *err = NULL;
+    smtp_make_received(s, &tx->received);
+    tx->filtered = smtp_tx_needs_filter(s);
+    if (tx->filtered) {
+        tx->spool_fd = store_spool_open(s->srv->store);
+        strbuf_init(&tx->spool_buf, 64 * 1024);
+        if (tx->spool_fd < 0) {
+            log_error(s->sid, "event=store_error op=spool error=\"%s\"", strerror(errno));
+            smtp_reply(s, "452 4.3.1 Insufficient system storage");
+            return -1;
+        }
+    } else {
+        tx->stx = smtp_store_begin(s, "INBOX", &err);
+        if (tx->stx == NULL) {
+            log_error(s->sid, "event=store_error op=tx_begin error=\"%s\"", err ? err : "?");
+            smtp_reply(s, "452 4.3.1 Insufficient system storage");
+            return -1;
+        }
+        if (tx->received.data == NULL ||
+            store_tx_write(tx->stx, tx->received.data, tx->received.len) < 0)
+            tx->write_failed = true;
     }
-    if (smtp_write_received(s) < 0)
-        tx->write_failed = true;
     smtp_data_init(&tx->dec, !tx->bdat, s->cfg->message_size);
+    return 0;
+}
+
+static int smtp_spool_flush(struct smtp_tx *tx)
+{
+    if (tx->spool_buf.len > 0 && write_full(tx->spool_fd, tx->spool_buf.data, tx->spool_buf.len) < 0)
+        return -1;
+    strbuf_reset(&tx->spool_buf);
     return 0;
 }
 
 static void smtp_data_out(void *arg, const char *data, size_t len)
 {
     struct smtp_session *s = arg;
-    if (s->tx.write_failed || s->tx.stx == NULL)
+    struct smtp_tx *tx = &s->tx;
+    if (tx->write_failed)
         return;
-    if (store_tx_write(s->tx.stx, data, len) < 0)
-        s->tx.write_failed = true;
+    if (tx->filtered) {
+        if (tx->spool_buf.len + len > tx->spool_buf.cap && smtp_spool_flush(tx) < 0)
+            tx->write_failed = true;
+        else if (len > tx->spool_buf.cap ? write_full(tx->spool_fd, data, len) < 0
+                                         : strbuf_append(&tx->spool_buf, data, len) < 0)
+            tx->write_failed = true;
+        return;
+    }
+    if (tx->stx == NULL || store_tx_write(tx->stx, data, len) < 0)
+        tx->write_failed = true;
 }
 
 static void smtp_commit_done_loop(void *arg);
@@ -394,6 +463,11 @@ static void smtp_commit_done_loop(void *arg)
             smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->async_id);
         if (commit_hook)
             commit_hook(commit_hook_arg, s->async_id);
+    } else if (s->async_result == SMTP_RESULT_POLICY) {
+        log_info(s->sid, "event=reject reason=dmarc from=<%s> reply=\"%s\"", s->tx.from.mailbox,
+                 s->async_error);
+        if (!s->dead)
+            smtp_reply(s, "%s", s->async_error);
     } else {
         log_error(s->sid, "event=store_error op=commit error=\"%s\"", s->async_error);
         if (!s->dead)
@@ -401,6 +475,127 @@ static void smtp_commit_done_loop(void *arg)
     }
     smtp_tx_reset(s);
     smtp_resume(s);
+}
+
+static int smtp_stx_writer(void *arg, const void *data, size_t len)
+{
+    return store_tx_write(arg, data, len);
+}
+
+/* Finishes a filtered transaction with an error (async_result -1). */
+static void smtp_filter_fail(struct smtp_session *s, const char *what)
+{
+    s->async_result = -1;
+    str_copy(s->async_error, what, sizeof(s->async_error));
+    loop_call(s->worker->base, smtp_commit_done_loop, s);
+}
+
+/* DKIM-signs a submitted message when its From domain is the
+ * authenticated sender's and has keys.  Appends the signature fields to
+ * sig (empty when nothing applies). */
+static void smtp_sign(struct smtp_session *s, const char *msg, size_t len, struct strbuf *sig)
+{
+    char domain[256], err[256];
+    const char *at = strrchr(s->tx.from.mailbox, '@');
+    if (at == NULL || dkim_from_domain(msg, len, domain, sizeof(domain)) < 0 ||
+        strcasecmp(domain, at + 1) != 0)
+        return;
+    struct dkim_key keys[4];
+    int n = dkim_keys_for_domain(s->cfg, domain, keys, 4, err, sizeof(err));
+    if (n < 0)
+        log_error(s->sid, "event=dkim_sign_failed domain=%s error=\"%s\"", domain, err);
+    if (n <= 0)
+        return;
+    if (dkim_sign(keys, n, msg, len, 0, sig, err, sizeof(err)) < 0) {
+        log_error(s->sid, "event=dkim_sign_failed domain=%s error=\"%s\"", domain, err);
+        strbuf_reset(sig);
+    } else {
+        log_info(s->sid, "event=dkim_signed domain=%s keys=%d", domain, n);
+    }
+    for (int i = 0; i < n; i++)
+        dkim_key_free(&keys[i]);
+}
+
+/* Pool thread: the whole message is in the spool.  On smtp, run SPF, DKIM
+ * and DMARC, refuse what the sender's DMARC policy rejects, file what it
+ * quarantines into Junk, and store the message with Authentication-Results
+ * (our authserv-id's forged copies removed); on submission, DKIM-sign.
+ * Ends in store_tx_commit (its callback returns to the loop) or in
+ * smtp_filter_fail / a policy refusal. */
+static void smtp_filter_work(void *arg)
+{
+    struct smtp_session *s = arg;
+    struct smtp_tx *tx = &s->tx;
+    size_t len = (size_t)tx->dec.size;
+    const char *msg = "";
+    void *map = NULL;
+    if (len > 0) {
+        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, tx->spool_fd, 0);
+        if (map == MAP_FAILED) {
+            smtp_filter_fail(s, "cannot map the spooled message");
+            return;
+        }
+        msg = map;
+    }
+    struct auth_outcome *out = NULL;
+    struct auth_input in = {
+        .ip = s->ip, .helo = s->helo, .mail_from = tx->from.mailbox,
+        .msg = msg, .len = len, .authserv_id = s->cfg->hostname,
+    };
+    const char *mailbox = "INBOX";
+    struct strbuf sig;
+    strbuf_init(&sig, 64 * 1024);
+    if (s->role == ROLE_SMTP) {
+        out = calloc(1, sizeof(*out));
+        if (out == NULL || auth_evaluate(s->srv->dns, &in, out) < 0) {
+            free(out);
+            out = NULL;
+            log_error(s->sid, "event=auth_checks_failed");
+        } else {
+            const char *nerr = NULL;
+            if (auth_outcome_note(s->srv->store, &in, out, &nerr) < 0)
+                log_warn(s->sid, "event=dmarc_note_failed error=\"%s\"", nerr ? nerr : "?");
+            if (out->disposition == DMARC_POLICY_REJECT) {
+                s->async_result = SMTP_RESULT_POLICY;
+                str_copy(s->async_error, out->reply, sizeof(s->async_error));
+                auth_outcome_free(out);
+                free(out);
+                if (map)
+                    munmap(map, len);
+                strbuf_free(&sig);
+                loop_call(s->worker->base, smtp_commit_done_loop, s);
+                return;
+            }
+            if (out->disposition == DMARC_POLICY_QUARANTINE)
+                mailbox = "Junk";
+        }
+    } else {
+        smtp_sign(s, msg, len, &sig);
+    }
+    const char *err = NULL;
+    struct store_tx *stx = smtp_store_begin(s, mailbox, &err);
+    int rc = stx ? 0 : -1;
+    if (rc == 0 && sig.len > 0)
+        rc = store_tx_write(stx, sig.data, sig.len);
+    if (rc == 0 && tx->received.data)
+        rc = store_tx_write(stx, tx->received.data, tx->received.len);
+    if (rc == 0)
+        rc = out ? auth_write_message(out, msg, len, smtp_stx_writer, stx)
+                 : (len ? store_tx_write(stx, msg, len) : 0);
+    if (out) {
+        auth_outcome_free(out);
+        free(out);
+    }
+    if (map)
+        munmap(map, len);
+    strbuf_free(&sig);
+    if (rc < 0) {
+        if (stx)
+            store_tx_abort(stx);
+        smtp_filter_fail(s, err ? err : "store write failed");
+        return;
+    }
+    store_tx_commit(stx, smtp_commit_done, s);
 }
 
 /* End of DATA or of the BDAT LAST chunk: answer once for the whole message. */
@@ -412,14 +607,18 @@ static void smtp_message_end(struct smtp_session *s)
     } else if (tx->dec.too_big) {
         smtp_error(s, "552 5.3.4 Message size exceeds fixed limit of %llu bytes",
                    (unsigned long long)s->cfg->message_size);
-    } else if (tx->write_failed || tx->stx == NULL) {
+    } else if (tx->write_failed || (!tx->filtered && tx->stx == NULL) ||
+               (tx->filtered && smtp_spool_flush(tx) < 0)) {
         log_error(s->sid, "event=store_error op=write");
         smtp_reply(s, "452 4.3.1 Insufficient system storage");
     } else {
         smtp_set_state(s, SMTP_S_WAIT);
         bufferevent_disable(s->bev, EV_READ);
         event_del(s->timer);
-        store_tx_commit(tx->stx, smtp_commit_done, s);
+        if (tx->filtered)
+            pool_submit(s->worker->base, smtp_filter_work, NULL, s);
+        else
+            store_tx_commit(tx->stx, smtp_commit_done, s);
         return;
     }
     smtp_tx_reset(s);

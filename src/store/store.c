@@ -685,3 +685,11 @@ void store_close(struct store *st)
     store_commit_thread_stop(st);
     store_free(st);
 }
+
+/* An unnamed file under data_dir/tmp for a message being received before
+ * it is stored (it vanishes when closed, so nothing is left on a crash). */
+int store_spool_open(struct store *st)
+{
+    mkdirat(st->dir_fd, "tmp", 0700);
+    return openat(st->dir_fd, "tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+}

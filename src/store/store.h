@@ -130,6 +130,11 @@ void store_tx_commit(struct store_tx *tx, store_tx_done_fn *done, void *arg);
 /* Discards the transaction and its files. */
 void store_tx_abort(struct store_tx *tx);
 
+/* A scratch file for a message that must be seen whole before it is
+ * stored (signing, authentication checks): unnamed, under data_dir/tmp,
+ * gone when closed.  Returns an fd (caller closes) or -1. */
+int store_spool_open(struct store *st);
+
 /* ---- mailboxes (CLI now, IMAP later) ---- */
 struct store_mailbox_status {
     char name[256];
@@ -214,4 +219,62 @@ int store_queue_hold(struct store *st, const char *id, bool hold, const char **e
 /* Sets next_attempt = now for one id (or all entries when id is NULL)
  * that are not on hold.  Returns entries changed, -1 on error. */
 int store_queue_flush(struct store *st, const char *id, const char **error_r);
+
+/* ---- outbound delivery (src/queue) ---- */
+/* A recipient's notify column also carries this bit once a delay DSN
+ * went out for it (so only one is sent). */
+#define STORE_NOTIFY_DELAY_SENT 256u
+
+struct store_queue_rcpt {
+    char address[260];             /* up to SMTP_PATH_MAX octets */
+    char orcpt[512];               /* "rfc822;addr" (decoded) or "" */
+    unsigned notify;               /* STORE_NOTIFY_* bits */
+    char status[16];               /* "pending", "delivered", "bounced" */
+    char last_error[512];          /* the queue's own notes of the last failure */
+};
+
+/* A queued message as delivery needs it: the entry, its DSN envelope and
+ * every recipient (any status). */
+struct store_queue_msg {
+    struct store_queue_entry e;    /* e.rcpts is not filled */
+    char envid[101];               /* DSN ENVID or "" */
+    char ret[8];                   /* "FULL", "HDRS" or "" */
+    bool smtputf8, body_8bit;
+    int64_t submitter;
+    size_t n_rcpts;
+    struct store_queue_rcpt *rcpts;
+};
+
+/* Calls fn with the id of each entry due at now (state "active" or
+ * "deferred", next_attempt <= now), earliest first, at most limit.
+ * Returns the count or -1. */
+int store_queue_due(struct store *st, int64_t now, int limit,
+                    void (*fn)(const char *id, void *arg), void *arg);
+/* Loads one entry.  1 found (*m_r set; free with store_queue_msg_free),
+ * 0 no such id, -1 store error. */
+int store_queue_load(struct store *st, const char *id, struct store_queue_msg **m_r);
+void store_queue_msg_free(struct store_queue_msg *m);
+
+/* The outcome of a delivery attempt for one entry. */
+struct store_queue_rcpt_update {
+    const char *address;
+    const char *status;            /* "pending", "delivered" or "bounced" */
+    const char *last_error;        /* NULL: unchanged */
+    unsigned notify_set;           /* bits OR'ed into notify (STORE_NOTIFY_DELAY_SENT) */
+};
+struct store_queue_update {
+    const char *id;
+    const struct store_queue_rcpt_update *rcpts;
+    size_t n_rcpts;
+    bool attempted;                /* count an attempt; state "deferred" unless on hold */
+    int64_t next_attempt;
+    int removed;                   /* set: 1 when nothing was left pending and the
+                                      entry and its file were removed */
+};
+/* Applies n updates in one SQLite transaction.  An entry with no pending
+ * recipient left is removed, its file after the commit (a crash in
+ * between leaves an orphan file the next start-up sweeps).  Entries that
+ * no longer exist (deleted by the CLI meanwhile) are skipped.  0 or -1. */
+int store_queue_update(struct store *st, struct store_queue_update *u, size_t n,
+                       const char **error_r);
 #endif

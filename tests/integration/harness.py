@@ -115,6 +115,21 @@ def parse_mailbox_status(text):
     return out
 
 
+_dns = None
+
+
+def test_dns_port():
+    """Port of a DNS responder shared by every test server in this process:
+    it serves an empty zone, so every name is NXDOMAIN at once and the MX's
+    SPF/DKIM/DMARC checks never wait on the outside world."""
+    global _dns
+    if _dns is None:
+        from dnsresponder import DNSResponder
+        _dns = DNSResponder({})
+        _dns.start()
+    return _dns.port
+
+
 class Server:
     """One postel process with its own config, data dir and ports.
 
@@ -138,6 +153,7 @@ class Server:
             "listen": {role: "127.0.0.1:%d" % port for role, port in self.ports.items()},
             "limits": {},
             "auth": {},
+            "dns": {"nameserver": "127.0.0.1:%d" % test_dns_port(), "dnssec": "no"},
         }
         self.update_config(config or {})
         self.proc = None

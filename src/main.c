@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/cli_auth.h"
 #include "cli/cli_capture.h"
+#include "cli/cli_filter.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "imap/imap_server.h"
@@ -44,6 +45,9 @@ static const struct subcommand commands[] = {
     { "verify", cli_verify, "verify [FILE] [--ip IP] [--helo H] [--mail-from A]  SPF/DKIM/DMARC, print Authentication-Results" },
     { "dns", cli_dns_records, "dns records DOMAIN         every DNS record to publish (zone-file form)" },
     { "check", cli_check, "check DOMAIN               deliverability check of a domain's DNS (exit 1 on FAIL)" },
+    { "allow", cli_allow, "allow add|del [--rcpt] ENTRY [--note T] | list   allow list, recipient exceptions" },
+    { "block", cli_block, "block add|del ENTRY [--note T] | list   block list (IP, CIDR, sender, domain)" },
+    { "filter", cli_filter, "filter check --ip IP [...] | greylist list|clear   anti-spam engine" },
     { "config", cli_config, "config check               validate the configuration" },
     { "version", cmd_version, "version                    version and library versions" },
 };

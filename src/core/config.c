@@ -33,6 +33,7 @@ void config_defaults(struct config *cfg)
     cfg->delivery_port = 25;
     cfg->retry_max_age = 5 * 86400;
     cfg->relay_port = 587;
+    filter_config_defaults(&cfg->filter);
 }
 
 static void add_listen(struct config *cfg, enum listen_role role, const char *host, int port)
@@ -261,6 +262,12 @@ static int key_section(struct load_ctx *lc, int line, const char *section, const
             return set_string(lc, line, d->selector, sizeof(d->selector), value);
         if (strcmp(name, "key") == 0)
             return set_string(lc, line, d->key, sizeof(d->key), value);
+    } else if (filter_config_section(section)) {
+        char err[256];
+        if (filter_config_key(&cfg->filter, section, name, value, err, sizeof(err)) == 0)
+            return 0;
+        load_error(lc, line, "%s", err);
+        return -1;
     } else {
         /* unknown sections were reported at their header */
         return -1;
@@ -296,6 +303,8 @@ static void on_section(struct load_ctx *lc, const char *section)
     for (int i = 0; known_sections[i]; i++)
         if (strcmp(section, known_sections[i]) == 0)
             return;
+    if (filter_config_section(section))
+        return;
     load_error(lc, lc->line, "unknown section [%s]", section);
 }
 
@@ -373,6 +382,9 @@ int config_load(struct config *cfg, const char *path, char *errbuf, size_t size)
             load_error(&lc, 0, "[dkim %s] needs both selector and key", cfg->dkim[i].domain);
     if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
         load_error(&lc, 0, "[tls] needs both cert and key");
+    char ferr[256];
+    if (filter_config_finish(&cfg->filter, ferr, sizeof(ferr)) < 0)
+        load_error(&lc, 0, "%s", ferr);
     return lc.errors ? -1 : 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/limits.h"
+#include "filter/filter_config.h"
 
 enum listen_role {
     ROLE_SMTP, ROLE_SUBMISSION, ROLE_SUBMISSIONS, ROLE_IMAP, ROLE_IMAPS,
@@ -64,6 +65,10 @@ struct config {
     struct dkim_domain_cfg dkim[16];
     int n_dkim;
 
+    /* [greylist], [lists], [dnsbl NAME], [dnswl NAME], [postscreen], [spam],
+     * [rspamd], [ratelimit]: the anti-spam engine's own (filter_config.h) */
+    struct filter_config filter;
+
     /* Capture mode (postel capture): accept every recipient and any AUTH,
      * store into the capture account, never relay. */
     bool capture;
@@ -89,4 +94,6 @@ int config_resolve(struct config *cfg, const char *explicit_path, char *errbuf, 
 /* Iterates the configured domains list: calls fn for each trimmed,
  * lower-cased domain. */
 void config_each_domain(const struct config *cfg, void (*fn)(const char *domain, void *arg), void *arg);
+/* struct config carries the anti-spam configuration (cli_filter.c checks). */
+#define POSTEL_CONFIG_HAS_FILTER 1
 #endif

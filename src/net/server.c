@@ -21,6 +21,7 @@
 #include "core/pool.h"
 #include "core/util.h"
 #include "dns/dns.h"
+#include "filter/filter.h"
 #include "net/tls.h"
 #include "store/store.h"
 
@@ -449,6 +450,15 @@ static int workers_start(struct server *srv)
     return 0;
 }
 
+static const struct service_ops *services[SERVER_MAX_SERVICES];
+static int n_services;
+
+void server_add_service(const struct service_ops *ops)
+{
+    if (n_services < SERVER_MAX_SERVICES)
+        services[n_services++] = ops;
+}
+
 int server_run(struct config *cfg)
 {
     static struct server srv_storage;
@@ -485,10 +495,19 @@ int server_run(struct config *cfg)
     if (srv->dns == NULL)
         log_error(NULL, "event=dns_unavailable error=\"%s\" msg=\"authentication checks will "
                         "report temperror\"", err ? err : "?");
+    struct filter_env fenv = { .store = srv->store, .dns = &dopt, .hostname = cfg->hostname,
+                               .local_domains = cfg->domains };
+    srv->filter = cfg->capture ? NULL : filter_new(&cfg->filter, &fenv, &err);
+    if (srv->filter == NULL && !cfg->capture)
+        log_error(NULL, "event=filter_unavailable error=\"%s\" msg=\"mail is accepted "
+                        "without anti-spam checks\"", err ? err : "?");
     if (cfg->dev_defaults)
         dev_demo_account(srv->store, cfg);
     if (pool_start(POOL_THREADS) < 0 || workers_start(srv) < 0)
         return 71;
+    for (int i = 0; i < n_services; i++)
+        if (services[i]->start(srv) < 0)
+            log_error(NULL, "event=service_failed service=%s", services[i]->name);
     for (int i = 0; i < srv->n_workers; i++)
         loop_call(srv->workers[i].base, worker_attach_listeners, &srv->workers[i]);
     struct event *ev_term = evsignal_new(srv->main_base, SIGTERM, on_term, srv);
@@ -508,7 +527,11 @@ int server_run(struct config *cfg)
     }
     for (int i = 0; i < n_listeners; i++)
         close(listeners[i].fd);
+    for (int i = n_services - 1; i >= 0; i--)
+        services[i]->stop();
     pool_stop();
+    if (srv->filter)
+        filter_free(srv->filter);
     store_close(srv->store);
     if (srv->dns)
         dns_resolver_free(srv->dns);

@@ -17,6 +17,7 @@
 struct store;
 struct server;
 struct dns_resolver;
+struct filter;
 
 struct worker {
     int id;
@@ -46,6 +47,7 @@ struct server {
     const struct config *_Atomic cfg;
     struct store *store;
     struct dns_resolver *dns;     /* shared, thread-safe; NULL if it could not start */
+    struct filter *filter;        /* anti-spam engine; NULL if it could not start */
     SSL_CTX *tls;
     struct event_base *main_base;
     struct worker *workers;
@@ -66,6 +68,19 @@ struct proto_ops {
 
 /* Registers the protocol for a role (before server_run). */
 void server_register(enum listen_role role, const struct proto_ops *ops);
+
+/* A background service started with the server (after the store, DNS and
+ * filter are ready, before listeners accept) and stopped after the
+ * sessions have drained, before the store closes.  main.c registers the
+ * outbound queue this way, so the net layer includes no service code. */
+struct service_ops {
+    const char *name;
+    int (*start)(struct server *srv); /* 0, or -1 (logged; the server goes on) */
+    void (*stop)(void);
+};
+/* Registers a service (before server_run; at most SERVER_MAX_SERVICES). */
+void server_add_service(const struct service_ops *ops);
+#define SERVER_MAX_SERVICES 4
 
 /* Runs until SIGTERM/SIGINT has drained every session.  cfg_owned is
  * heap-allocated and owned by the server from here on.  Returns an exit code. */

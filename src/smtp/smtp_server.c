@@ -22,9 +22,11 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "auth/authres.h"
 #include "auth/dkim.h"
+#include "filter/filter.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -116,6 +118,9 @@ struct smtp_session {
     bool drain_pending;           /* close after the current transaction */
     struct smtp_tx tx;
     unsigned tx_count;
+    struct filter_conn *fc;       /* anti-spam state; NULL when no engine */
+    struct filter_verdict fv;     /* verdict of the stage running on the pool */
+    int fstage;                   /* enum smtp_fstage running */
     /* async results */
     int async_result;
     char async_id[64];
@@ -479,7 +484,12 @@ static void smtp_commit_done_loop(void *arg)
 
 static int smtp_stx_writer(void *arg, const void *data, size_t len)
 {
-    return store_tx_write(arg, data, len);
+    return len ? store_tx_write(arg, data, len) : 0;
+}
+
+static int smtp_strbuf_writer(void *arg, const void *data, size_t len)
+{
+    return strbuf_append(arg, data, len);
 }
 
 /* Finishes a filtered transaction with an error (async_result -1). */
@@ -514,6 +524,68 @@ static void smtp_sign(struct smtp_session *s, const char *msg, size_t len, struc
     }
     for (int i = 0; i < n; i++)
         dkim_key_free(&keys[i]);
+}
+
+/* Pool thread: scores the message.  -1 when the verdict refuses it
+ * (async_result and async_error then hold the reply), else 0 with s->fv
+ * kept for writing (spam filing, X-Spam headers). */
+static int smtp_spam_check(struct smtp_session *s, const struct auth_outcome *out,
+                           const char *msg, size_t len)
+{
+    struct smtp_tx *tx = &s->tx;
+    const char *rcpts[64];
+    size_t n = 0;
+    for (int i = 0; i < tx->n_rcpts && n < 64; i++)
+        rcpts[n++] = tx->rcpts[i].path.mailbox;
+    const char *dkim = "none";
+    for (int i = 0; out && i < out->n_dkim; i++) {
+        dkim = dkim_status_name(out->dkim[i].status);
+        if (out->dkim[i].status == DKIM_PASS)
+            break;
+    }
+    struct filter_message m = {
+        .data = msg, .len = len, .rcpts = rcpts, .n_rcpts = n,
+        .spf = out && out->spf_done ? spf_result_name(out->spf.result) : NULL,
+        .dkim = out ? dkim : NULL,
+        .dmarc = out ? dmarc_result_name(out->dmarc_result) : NULL,
+        .queue_id = s->sid,
+    };
+    filter_verdict_init(&s->fv);
+    filter_message(s->fc, &m, &s->fv);
+    if (s->fv.action == FILTER_ACCEPT)
+        return 0;
+    s->async_result = SMTP_RESULT_POLICY;
+    filter_verdict_reply(&s->fv, s->async_error, sizeof(s->async_error));
+    filter_verdict_free(&s->fv);
+    return -1;
+}
+
+/* Writes the checked message into the store transaction: our
+ * Authentication-Results and Received-SPF, the anti-spam headers, then
+ * the message without forged copies of either.  0 or -1. */
+static int smtp_write_checked(struct smtp_session *s, const struct auth_outcome *out,
+                              const char *msg, size_t len, struct store_tx *stx)
+{
+    if (out == NULL && s->fv.headers == NULL && s->fv.subject == NULL)
+        return len ? store_tx_write(stx, msg, len) : 0;
+    if (out == NULL)
+        return filter_message_write(&s->fv, msg, len, smtp_stx_writer, stx);
+    if (s->fv.headers == NULL && s->fv.subject == NULL)
+        return auth_write_message(out, msg, len, smtp_stx_writer, stx);
+    if (store_tx_write(stx, out->authres.data ? out->authres.data : "", out->authres.len) < 0 ||
+        store_tx_write(stx, out->received_spf.data ? out->received_spf.data : "",
+                       out->received_spf.len) < 0)
+        return -1;
+    if (out->n_drop == 0)
+        return filter_message_write(&s->fv, msg, len, smtp_stx_writer, stx);
+    struct strbuf stripped;
+    strbuf_init(&stripped, len + 1);
+    int rc = auth_write_stripped(out, msg, len, smtp_strbuf_writer, &stripped);
+    if (rc == 0)
+        rc = filter_message_write(&s->fv, stripped.data ? stripped.data : "", stripped.len,
+                                  smtp_stx_writer, stx);
+    strbuf_free(&stripped);
+    return rc;
 }
 
 /* Pool thread: the whole message is in the spool.  On smtp, run SPF, DKIM
@@ -569,6 +641,21 @@ static void smtp_filter_work(void *arg)
             if (out->disposition == DMARC_POLICY_QUARANTINE)
                 mailbox = "Junk";
         }
+        if (s->fc != NULL && filter_message_needed(s->fc)) {
+            if (smtp_spam_check(s, out, msg, len) < 0) {
+                if (out) {
+                    auth_outcome_free(out);
+                    free(out);
+                }
+                if (map)
+                    munmap(map, len);
+                strbuf_free(&sig);
+                loop_call(s->worker->base, smtp_commit_done_loop, s);
+                return;
+            }
+            if (s->fv.spam)
+                mailbox = "Junk";
+        }
     } else {
         smtp_sign(s, msg, len, &sig);
     }
@@ -580,8 +667,8 @@ static void smtp_filter_work(void *arg)
     if (rc == 0 && tx->received.data)
         rc = store_tx_write(stx, tx->received.data, tx->received.len);
     if (rc == 0)
-        rc = out ? auth_write_message(out, msg, len, smtp_stx_writer, stx)
-                 : (len ? store_tx_write(stx, msg, len) : 0);
+        rc = smtp_write_checked(s, out, msg, len, stx);
+    filter_verdict_free(&s->fv);
     if (out) {
         auth_outcome_free(out);
         free(out);
@@ -818,6 +905,74 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
     }
 }
 
+/* ---- anti-spam stages on the pool ---- */
+
+enum smtp_fstage { FSTAGE_CONNECT, FSTAGE_MAIL, FSTAGE_RCPT };
+
+static void smtp_fstage_work(void *arg)
+{
+    struct smtp_session *s = arg;
+    filter_verdict_init(&s->fv);
+    switch (s->fstage) {
+    case FSTAGE_CONNECT:
+        filter_connect(s->fc, &s->fv);
+        break;
+    case FSTAGE_MAIL:
+        filter_mail(s->fc, s->tx.from.mailbox, &s->fv);
+        break;
+    case FSTAGE_RCPT:
+        filter_rcpt(s->fc, s->tx.rcpts[s->tx.n_rcpts].path.mailbox, NULL, &s->fv);
+        break;
+    }
+}
+
+static void smtp_banner(struct smtp_session *s);
+
+/* Back on the loop with the verdict of a connect, MAIL or RCPT stage. */
+static void smtp_fstage_done(void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->dead) {
+        filter_verdict_free(&s->fv);
+        smtp_free(s);
+        return;
+    }
+    char reply[320];
+    bool ok = s->fv.action == FILTER_ACCEPT;
+    bool disconnect = s->fv.disconnect;
+    if (!ok)
+        filter_verdict_reply(&s->fv, reply, sizeof(reply));
+    filter_verdict_free(&s->fv);
+    if (!ok) {
+        log_info(s->sid, "event=reject stage=%d reply=\"%s\"", (int)s->fstage, reply);
+        if (s->fstage == FSTAGE_MAIL)
+            smtp_tx_reset(s);
+        if (disconnect || s->fstage == FSTAGE_CONNECT) {
+            smtp_close_with(s, reply);
+            return;
+        }
+        smtp_reply(s, "%s", reply);
+    } else if (s->fstage == FSTAGE_CONNECT) {
+        smtp_banner(s);
+    } else if (s->fstage == FSTAGE_MAIL) {
+        smtp_reply(s, "250 2.1.0 Ok");
+    } else {
+        s->tx.n_rcpts++;
+        smtp_reply(s, "250 2.1.5 Ok");
+    }
+    smtp_resume(s);
+}
+
+/* Runs a stage on the pool with reading paused; the answer comes from
+ * smtp_fstage_done. */
+static void smtp_fstage_start(struct smtp_session *s, enum smtp_fstage stage)
+{
+    s->fstage = stage;
+    smtp_set_state(s, SMTP_S_WAIT);
+    bufferevent_disable(s->bev, EV_READ);
+    pool_submit(s->worker->base, smtp_fstage_work, smtp_fstage_done, s);
+}
+
 /* ---- commands ---- */
 
 static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
@@ -895,6 +1050,10 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     }
     tx->active = true;
     tx->seq = ++s->tx_count;
+    if (s->fc != NULL) {
+        smtp_fstage_start(s, FSTAGE_MAIL); /* rate limits */
+        return;
+    }
     smtp_reply(s, "250 2.1.0 Ok");
 }
 
@@ -993,6 +1152,10 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         return;
     }
     rc->n_targets = n;
+    if (s->fc != NULL && s->account_id <= 0) {
+        smtp_fstage_start(s, FSTAGE_RCPT); /* block lists, greylisting */
+        return;
+    }
     tx->n_rcpts++;
     smtp_reply(s, "250 2.1.5 Ok");
 }
@@ -1386,6 +1549,8 @@ static void smtp_free(struct smtp_session *s)
     }
     log_info(s->sid, "event=close");
     smtp_tx_reset(s);
+    if (s->fc)
+        filter_conn_free(s->fc);
     if (s->timer)
         event_free(s->timer);
     if (s->delay_ev)
@@ -1404,6 +1569,28 @@ static void smtp_free(struct smtp_session *s)
     server_session_end(s->srv);
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     free(s);
+}
+
+/* Sends the greeting.  A client that spoke before it (postscreen's
+ * pregreet test, seen with a peek at the socket) is reported first. */
+static void smtp_banner(struct smtp_session *s)
+{
+    char peek[1];
+    if (s->fc != NULL && s->ssl == NULL &&
+        recv(bufferevent_getfd(s->bev), peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        struct filter_verdict v;
+        filter_verdict_init(&v);
+        filter_event(s->fc, FILTER_EV_PREGREET, &v);
+        if (v.action != FILTER_ACCEPT) {
+            char reply[320];
+            filter_verdict_reply(&v, reply, sizeof(reply));
+            filter_verdict_free(&v);
+            smtp_close_with(s, reply);
+            return;
+        }
+        filter_verdict_free(&v);
+    }
+    smtp_reply(s, "220 %s ESMTP postel", s->cfg->hostname);
 }
 
 static void smtp_accept(struct net_conn *c)
@@ -1451,7 +1638,12 @@ static void smtp_accept(struct net_conn *c)
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     smtp_set_state(s, SMTP_S_CMD);
     smtp_touch(s);
-    smtp_reply(s, "220 %s ESMTP postel", s->cfg->hostname);
+    if (srv->filter != NULL && !s->cfg->capture) {
+        s->fc = filter_conn_new(srv->filter, s->ip, s->role == ROLE_SMTP, s->sid);
+        smtp_fstage_start(s, FSTAGE_CONNECT);
+        return;
+    }
+    smtp_banner(s);
 }
 
 static void smtp_drain(struct worker *w)

@@ -354,8 +354,7 @@ int store_msg_expunge(struct store *st, int64_t account_id, const char *mailbox,
             *modseq_r = w.modseq;
         struct store_change ch = { .account_id = account_id, .mailbox_id = w.mailbox_id,
                                    .what = STORE_CHANGE_EXPUNGE, .modseq = w.modseq };
-        store_watch_notify(st, &ch);
-        store_imap_notify(st, account_id); /* IMAP's own registry (IDLE) */
+        store_watch_notify(st, &ch); /* account-wide watches (IMAP IDLE) too */
     }
     expunge_work_free(&w);
     return removed;

@@ -11,10 +11,13 @@
 #include "cli/cli_auth.h"
 #include "cli/cli_capture.h"
 #include "cli/cli_filter.h"
+#include "cli/cli_queue.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "imap/imap_server.h"
 #include "net/server.h"
+#include "pop3/pop3_server.h"
+#include "queue/queue.h"
 #include "smtp/smtp_server.h"
 
 #define POSTEL_VERSION "0.1.0"
@@ -38,6 +41,7 @@ static const struct subcommand commands[] = {
     { "alias", cli_alias, "alias add SRC DST|del|list aliases (catch-all @domain allowed)" },
     { "mailbox", cli_mailbox, "mailbox status ACCOUNT | fetch ACCOUNT MAILBOX UID" },
     { "queue", cli_queue, "queue list|show|flush|delete|hold|release" },
+    { "sendmail", cli_sendmail, "sendmail [-t] [-f FROM] [-i] [-bp] [RCPT...]  sendmail-compatible submission" },
     { "mx", cli_mx, "mx DOMAIN                  MX lookup with addresses" },
     { "spf", cli_spf, "spf --ip IP --helo H --mail-from A   evaluate SPF" },
     { "dkim", cli_dkim, "dkim keygen DOMAIN [--selector S] [--algo rsa2048|ed25519]" },
@@ -66,8 +70,12 @@ static int cmd_serve(const struct config *cfg, int argc, char **argv)
     if (owned == NULL)
         return EX_OSERR;
     *owned = *cfg;
+    static const struct service_ops queue_service = { "queue", queue_start, queue_stop };
     smtp_server_register();
     imap_server_register();
+    pop3_server_register();
+    if (!cfg->capture)
+        server_add_service(&queue_service); /* capture mode never relays */
     return server_run(owned);
 }
 
@@ -84,10 +92,35 @@ static int cmd_version(const struct config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* The program's name without its directory. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 int main(int argc, char **argv)
 {
     const char *cfg_path = NULL;
     int i = 1;
+    /* Run as sendmail (a link at /usr/sbin/sendmail, mailq, newaliases):
+     * every argument is sendmail's; the configuration comes from
+     * POSTEL_CONFIG or the default path. */
+    const char *prog = argc > 0 ? base_name(argv[0]) : "postel";
+    if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "mailq") == 0) {
+        static struct config scfg;
+        char serr[8192];
+        if (config_resolve(&scfg, NULL, serr, sizeof(serr)) < 0) {
+            fprintf(stderr, "%s", serr);
+            return EX_CONFIG;
+        }
+        log_set_level((enum log_level)scfg.log_level);
+        if (strcmp(prog, "mailq") == 0) {
+            char *bp[] = { "-bp", NULL };
+            return cli_sendmail(&scfg, 1, bp);
+        }
+        return cli_sendmail(&scfg, argc - 1, argv + 1);
+    }
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             cfg_path = argv[++i];

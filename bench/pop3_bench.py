@@ -1,0 +1,484 @@
+#!/usr/bin/python3
+"""POP3 retrieval benchmark: postel against a private Dovecot pop3 instance
+(Debian's dovecot-pop3d), both measured in the same run with the same
+client and the same messages.
+
+Load: BENCH_POP3_MESSAGES (10000) messages of BENCH_POP3_SIZE (20480)
+bytes spread over BENCH_POP3_CLIENTS (10) accounts; one client process per
+account logs in (USER/PASS, plaintext on loopback), waits until every
+client is logged in, then RETRs every message of its maildrop with
+pipelined commands (RFC 2449 PIPELINING, both servers advertise it;
+BENCH_POP3_DEPTH outstanding, default 16), checks every response (+OK,
+the octet count against the body) and QUITs without deleting.  The figure
+is messages retrieved per second of wall time, from the common start of
+the RETRs until the last QUIT is answered; the best of BENCH_POP3_ROUNDS
+(3) rounds per server is reported, rounds alternating between the
+servers.  Logins are not timed (both servers check the same yescrypt
+hash, ~0.1 s of CPU each by design).
+
+Setup (not timed): postel gets its messages by SMTP (parallel smtplib
+sessions, one per account) into data_dir on the repository's disk;
+Dovecot's are written as Maildir files directly (LF line ends and the
+",S=size,W=vsize" names Dovecot's own LDA writes, with the same header
+prefix postel adds: Return-Path, Delivered-To, Received), under its own
+config with passwd-file auth on a loopback port.  Each maildrop is
+opened once before timing (Dovecot builds its index then; postel has
+nothing to build).  Dovecot runs with pop3_no_flag_updates = yes, so
+neither server changes flags on RETR.
+
+    POSTEL_BIN    binary under test (default ./postel)
+    BENCH_ONLY    "postel" or "dovecot" to run one side only
+    BENCH_TIMEOUT seconds a round may take (default 120)
+"""
+import base64
+import multiprocessing
+import os
+import pwd
+import random
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSTEL_BIN = os.environ.get("POSTEL_BIN") or os.path.join(REPO, "postel")
+N_MSG = int(os.environ.get("BENCH_POP3_MESSAGES", "10000"))
+SIZE = int(os.environ.get("BENCH_POP3_SIZE", "20480"))
+CLIENTS = int(os.environ.get("BENCH_POP3_CLIENTS", "10"))
+DEPTH = int(os.environ.get("BENCH_POP3_DEPTH", "16"))
+ROUNDS = int(os.environ.get("BENCH_POP3_ROUNDS", "3"))
+ONLY = os.environ.get("BENCH_ONLY", "")
+LIMIT = float(os.environ.get("BENCH_TIMEOUT", "120"))
+DOVECOT = "/usr/sbin/dovecot"
+DOMAIN = "example.test"
+PASSWORD = "bench-Password-1"
+
+
+def password_hash():
+    """One yescrypt hash (libxcrypt's default method) of PASSWORD, given to
+    both servers: postel stores crypt hashes as they are, Dovecot reads
+    it as {CRYPT}."""
+    import ctypes
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    setting = lib.crypt_gensalt(b"$y$", 0, None, 0)
+    h = lib.crypt(PASSWORD.encode(), setting)
+    if not h or not h.startswith(b"$y$"):
+        raise RuntimeError("libcrypt cannot make a yescrypt hash")
+    return h.decode()
+
+
+HASH = password_hash()
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, limit=15.0):
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def account(i):
+    return "bench%d@%s" % (i, DOMAIN)
+
+
+# ------------------------------------------------------------------ messages
+
+def message(acct, n, rng):
+    """A SIZE-byte message (CRLF lines, a few starting with '.') for acct."""
+    head = ("From: <sender@example.org>\r\nTo: <%s>\r\nSubject: bench message %d\r\n"
+            "Message-ID: <%d.%s@bench.example.org>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+            % (acct, n, n, acct.split("@")[0]))
+    lines = []
+    size = len(head)
+    i = 0
+    while size < SIZE - 80:
+        text = base64.b64encode(rng.randbytes(57)).decode()
+        if i % 50 == 7:
+            text = "." + text[1:]          # exercises dot-stuffing
+        lines.append(text)
+        size += len(text) + 2
+        i += 1
+    pad = SIZE - size - 2
+    lines.append("x" * max(pad, 1))
+    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+def per_account():
+    """How many messages each account gets (N_MSG spread evenly)."""
+    base, extra = divmod(N_MSG, CLIENTS)
+    return [base + (1 if i < extra else 0) for i in range(CLIENTS)]
+
+
+# ------------------------------------------------------------------ client
+
+def pop_session(port, user, barrier, results):
+    """One client: log in (untimed), wait for every client, then RETR
+    everything pipelined and QUIT.  Puts (messages, body bytes, start, end)
+    or an error text on results."""
+    try:
+        results.put(retrieve_all(port, user, barrier))
+    except Exception as e:  # reported by the parent
+        barrier.abort()
+        results.put("%s: %s" % (user, e))
+
+
+def retrieve_all(port, user, barrier):
+    sock = socket.create_connection(("127.0.0.1", port), 30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(LIMIT)
+    buf = bytearray()
+
+    def read_line():
+        while True:
+            i = buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(buf[:i])
+                del buf[:i + 2]
+                return line
+            chunk = sock.recv(262144)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            buf.extend(chunk)
+
+    def expect_ok(what):
+        line = read_line()
+        if not line.startswith(b"+OK"):
+            raise RuntimeError("%s: %r" % (what, line))
+        return line
+
+    expect_ok("greeting")
+    sock.sendall(b"USER %s\r\nPASS %s\r\nSTAT\r\n" % (user.encode(), PASSWORD.encode()))
+    expect_ok("USER")
+    expect_ok("PASS")
+    count = int(expect_ok("STAT").split()[1])
+    barrier.wait(LIMIT)
+    start = time.time()
+    sent = done = total = pos = 0
+    while done < count:
+        if sent < count and sent - done <= DEPTH // 2:
+            batch = []
+            while sent < count and sent - done < DEPTH:
+                sent += 1
+                batch.append(b"RETR %d\r\n" % sent)
+            sock.sendall(b"".join(batch))
+        # one response: "+OK n octets", the body, CRLF.CRLF
+        status = expect_ok("RETR %d" % (done + 1))
+        octets = int(status.split()[1])
+        while True:
+            i = buf.find(b"\r\n.\r\n", pos)
+            if i >= 0:
+                break
+            pos = max(0, len(buf) - 4)
+            chunk = sock.recv(262144)
+            if not chunk:
+                raise RuntimeError("connection closed in RETR")
+            buf.extend(chunk)
+        body_len = i + 2
+        # dot-stuffed: at least the octet count, a few bytes more
+        if body_len < octets or body_len > octets + octets // 20 + 16:
+            raise RuntimeError("RETR %d: %d body bytes for %d octets" % (done + 1, body_len, octets))
+        del buf[:i + 5]
+        pos = 0
+        total += octets
+        done += 1
+    sock.sendall(b"QUIT\r\n")
+    expect_ok("QUIT")
+    end = time.time()
+    sock.close()
+    return count, total, start, end
+
+
+def run_round(port, counts):
+    """All clients log in, then retrieve at once; returns (messages,
+    bytes, seconds from the common start to the last QUIT)."""
+    barrier = multiprocessing.Barrier(CLIENTS)
+    results = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=pop_session, args=(port, account(i), barrier, results))
+             for i in range(CLIENTS)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=LIMIT + 30) for _ in procs]
+    for p in procs:
+        p.join(10)
+    errors = [r for r in out if isinstance(r, str)]
+    if errors:
+        raise RuntimeError("; ".join(errors[:3]))
+    msgs = sum(r[0] for r in out)
+    nbytes = sum(r[1] for r in out)
+    if msgs != sum(counts):
+        raise RuntimeError("retrieved %d messages, expected %d" % (msgs, sum(counts)))
+    return msgs, nbytes, max(r[3] for r in out) - min(r[2] for r in out)
+
+
+def warm(port):
+    for i in range(CLIENTS):
+        s = socket.create_connection(("127.0.0.1", port), 30)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"USER %s\r\nPASS %s\r\nUIDL\r\n" % (account(i).encode(), PASSWORD.encode()))
+        f.readline()
+        r = f.readline()
+        if not r.startswith(b"+OK"):
+            raise RuntimeError("warm-up login %s: %r" % (account(i), r))
+        while f.readline() not in (b".\r\n", b""):
+            pass
+        s.sendall(b"QUIT\r\n")
+        f.readline()
+        s.close()
+
+
+# ------------------------------------------------------------------ postel
+
+class Postel:
+    name = "postel"
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "postel")
+        os.makedirs(self.dir)
+        self.conf = os.path.join(self.dir, "postel.conf")
+        self.smtp_port = free_port()
+        self.port = free_port()
+        self.proc = None
+        with open(self.conf, "w") as f:
+            f.write("hostname = bench.example.test\ndata_dir = %s/data\ndomains = %s\n"
+                    "log_level = warn\n[listen]\nsmtp = 127.0.0.1:%d\npop3 = 127.0.0.1:%d\n"
+                    "[limits]\nconnections_per_ip = 200\nmessage_size = 50M\n"
+                    "[auth]\nplaintext_loopback = yes\n"
+                    % (self.dir, DOMAIN, self.smtp_port, self.port))
+
+    def cli(self, *args, stdin=None):
+        return subprocess.run([POSTEL_BIN, "-c", self.conf] + list(args), input=stdin,
+                              capture_output=True, timeout=60, check=True)
+
+    def start(self, counts):
+        for i in range(CLIENTS):
+            self.cli("user", "add", account(i), stdin=(HASH + "\n").encode())
+        self.log = open(os.path.join(self.dir, "postel.log"), "ab")
+        self.proc = subprocess.Popen([POSTEL_BIN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log)
+        if not wait_port(self.smtp_port):
+            raise RuntimeError("postel did not listen on SMTP")
+        if not wait_port(self.port, 2):
+            raise RuntimeError("postel does not listen on POP3 (is the pop3 role built in? "
+                               "POSTEL_BIN=%s)" % POSTEL_BIN)
+        t0 = time.time()
+        with multiprocessing.Pool(CLIENTS) as pool:
+            pool.map(fill_postel, [(self.smtp_port, i, counts[i]) for i in range(CLIENTS)])
+        log("postel   setup: %d messages delivered by SMTP in %.1fs" % (sum(counts), time.time() - t0))
+        out = self.cli("mailbox", "status", account(0)).stdout.decode()
+        inbox = [l for l in out.splitlines() if l.startswith("INBOX")]
+        if not inbox or "messages=%d " % counts[0] not in inbox[0] + " ":
+            raise RuntimeError("postel INBOX of %s: %r" % (account(0), inbox))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def fill_postel(args):
+    port, i, n = args
+    rng = random.Random(i)
+    acct = account(i)
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+        for k in range(n):
+            s.sendmail("sender@example.org", [acct], message(acct, k, rng))
+
+
+# ------------------------------------------------------------------ Dovecot
+
+class Dovecot:
+    name = "dovecot"
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "dovecot")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        self.proc = None
+        mail = pwd.getpwnam("nobody")
+        self.uid, self.gid = mail.pw_uid, mail.pw_gid
+        for sub in ("run", "state", "home"):
+            os.makedirs(os.path.join(self.dir, sub))
+        os.chmod(self.dir, 0o755)
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        with open(os.path.join(self.dir, "passwd"), "w") as f:
+            for i in range(CLIENTS):
+                f.write("%s:{CRYPT}%s::::::\n" % (account(i), HASH))
+        with open(self.conf, "w") as f:
+            f.write("""# private benchmark instance (bench/pop3_bench.py)
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = postel-bench-{port}
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+pop3_no_flag_updates = yes
+pop3_uidl_format = %08Xu%08Xv
+mail_max_userip_connections = 100
+passdb {{
+  driver = passwd-file
+  args = scheme=CRYPT username_format=%u {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/home/%u
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+""".format(d=self.dir, port=self.port, uid=self.uid, gid=self.gid))
+
+    def fill(self, counts):
+        """Maildir files as Dovecot's LDA writes them: LF line ends, the
+        sizes in the name (S= file size, W= size with CRLF)."""
+        t0 = time.time()
+        for i in range(CLIENTS):
+            acct = account(i)
+            md = os.path.join(self.dir, "home", acct, "Maildir")
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(md, sub))
+            rng = random.Random(i)
+            now = int(time.time())
+            for k in range(counts[i]):
+                crlf = (b"Return-Path: <sender@example.org>\r\nDelivered-To: %s\r\n"
+                        b"Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby bench.example.test "
+                        b"(dovecot) with ESMTP id 0123456789.%d\r\n\tfor <%s>;\r\n"
+                        b"\tMon, 1 Jan 2024 00:00:00 +0000\r\n" % (acct.encode(), k, acct.encode())
+                        ) + message(acct, k, rng)
+                lf = crlf.replace(b"\r\n", b"\n")
+                name = "%d.M%dP%d.bench,S=%d,W=%d:2," % (now, k, os.getpid(), len(lf), len(crlf))
+                with open(os.path.join(md, "cur", name), "wb") as f:
+                    f.write(lf)
+        for root, dirs, files in os.walk(os.path.join(self.dir, "home")):
+            for n in dirs + files:
+                os.chown(os.path.join(root, n), self.uid, self.gid)
+        os.chown(os.path.join(self.dir, "home"), self.uid, self.gid)
+        log("dovecot  setup: %d Maildir files written in %.1fs" % (sum(counts), time.time() - t0))
+
+    def start(self, counts):
+        self.fill(counts)
+        self.log = open(os.path.join(self.dir, "stdout.log"), "ab")
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log)
+        if not wait_port(self.port):
+            raise RuntimeError("dovecot did not listen on %d: %s" % (self.port, self.tail()))
+
+    def tail(self):
+        try:
+            with open(os.path.join(self.dir, "dovecot.log")) as f:
+                return "".join(f.readlines()[-20:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ------------------------------------------------------------------ main
+
+def main():
+    counts = per_account()
+    work = tempfile.mkdtemp(prefix=".pop3.", dir=os.path.join(REPO, "bench"))
+    os.chmod(work, 0o755)
+    servers = []
+    if ONLY != "dovecot":
+        servers.append(Postel(work))
+    if ONLY != "postel":
+        if not os.access(DOVECOT, os.X_OK):
+            log("pop3 bench: %s missing (make deps installs dovecot-pop3d)" % DOVECOT)
+            return 1
+        servers.append(Dovecot(work))
+    log("POP3 benchmark: %d messages of %d bytes on %d accounts, %d clients, pipelined RETR "
+        "(depth %d), best of %d rounds; %d cores" % (N_MSG, SIZE, CLIENTS, CLIENTS, DEPTH,
+                                                   ROUNDS, os.cpu_count() or 0))
+    best = {}
+    status = 0
+    try:
+        live = []
+        for srv in servers:
+            try:
+                srv.start(counts)
+                warm(srv.port)
+                live.append(srv)
+            except Exception as e:   # report, and measure the other side
+                log("pop3 bench: %s setup failed: %s" % (srv.name, e))
+                status = 1
+        for r in range(ROUNDS):
+            for srv in live:
+                try:
+                    msgs, nbytes, secs = run_round(srv.port, counts)
+                except Exception as e:
+                    log("pop3 bench: %s round %d failed: %s" % (srv.name, r + 1, e))
+                    status = 1
+                    continue
+                rate = msgs / secs
+                log("%-8s round %d: %d messages (%.0f MB) in %.3fs = %.0f msg/s" % (
+                    srv.name, r + 1, msgs, nbytes / 1e6, secs, rate))
+                best[srv.name] = max(best.get(srv.name, 0), rate)
+    finally:
+        for srv in servers:
+            srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    log("")
+    a, b = best.get("postel"), best.get("dovecot")
+    ratio = "%.2fx" % (a / b) if a and b else "n/a"
+    log("pop3 retr %d clients: postel %s msg/s, dovecot %s msg/s, ratio %s" % (
+        CLIENTS, "%.0f" % a if a else "n/a", "%.0f" % b if b else "n/a", ratio))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

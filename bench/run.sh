@@ -1,275 +1,38 @@
 #!/bin/bash
-# SMTP acceptance benchmark: postel against a private Postfix instance, both
-# loaded by Postfix's own smtp-source with the same messages, measured in the
-# same run.  Prints a table of messages/second and ratios.
+# make bench: every benchmark, each measuring postel and its peer (Postfix,
+# Dovecot, MailDev, openssl speed) in the same run and printing the ratio.
+# Each one is a script bench/NAME_bench.{sh,py} that prints its own lines;
+# the summary at the end repeats every line that holds a ratio.
 #
-#   POSTEL_BIN     binary under test (default ./postel)
-#   BENCH_N1       messages sent over 1 session   (default 1000)
-#   BENCH_N20      messages sent over 20 sessions (default 5000)
-#   BENCH_SIZE     message size in bytes          (default 5120)
-#   BENCH_ONLY     "postel" or "postfix" to run one side only
-#
-# Both servers keep their data on the repository's disk (never tmpfs): an
-# acknowledgement must mean the message is on disk.  smtp-source opens one
-# connection per message (no -d), like most MX traffic.  Postfix answers 250
-# once its queue file is fsync'ed and delivers to the Maildir afterwards;
-# the acceptance rate is measured the same way for both, and the time until
-# Postfix's Maildir holds every message is reported on its own line.
-# Every run is bounded: at most BENCH_TIMEOUT (60) seconds of load each.
+#   BENCH_SKIP   space-separated names to leave out (e.g. "pop3 capture")
+#   BENCH_ONLY_SET  space-separated names to run (default: all)
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-REPO=$PWD
-POSTEL_BIN=${POSTEL_BIN:-$REPO/postel}
-N1=${BENCH_N1:-1000}
-N20=${BENCH_N20:-5000}
-SIZE=${BENCH_SIZE:-5120}
-ONLY=${BENCH_ONLY:-}
-LIMIT=${BENCH_TIMEOUT:-60}
-PY=/usr/bin/python3
-SMTP_SOURCE=/usr/sbin/smtp-source
-
-WORK=$(mktemp -d "$REPO/bench/.work.XXXXXX") || exit 1
-chmod 755 "$WORK"
-POSTEL_PID=""
-POSTFIX_DIR=""
-
-cleanup() {
-    if [ -n "$POSTEL_PID" ] && kill -0 "$POSTEL_PID" 2>/dev/null; then
-        kill -TERM "$POSTEL_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$POSTEL_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$POSTEL_PID" 2>/dev/null
-        wait "$POSTEL_PID" 2>/dev/null
-    fi
-    if [ -n "$POSTFIX_DIR" ]; then
-        postfix -c "$POSTFIX_DIR/etc" stop >/dev/null 2>&1
-        # master exits after its children; wait for its pid file to go stale
-        for _ in $(seq 50); do
-            pid=$(cat "$POSTFIX_DIR/spool/pid/master.pid" 2>/dev/null | tr -d ' ')
-            [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        [ -n "${pid:-}" ] && kill -KILL "$pid" 2>/dev/null
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() { echo "bench: $*" >&2; exit 1; }
-
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # PORT SECONDS: succeeds once 127.0.0.1:PORT accepts connections
-    $PY - "$1" "$2" <<'EOF'
-import socket, sys, time
-port, limit = int(sys.argv[1]), float(sys.argv[2])
-end = time.time() + limit
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-EOF
-}
-
-now() { date +%s.%N; }
-
-# load PORT SESSIONS COUNT: runs smtp-source, prints the wall time in seconds.
-# Fails if smtp-source fails or runs past the limit.
-load() {
-    local port=$1 sessions=$2 count=$3 t0 t1
-    t0=$(now)
-    timeout "$LIMIT" "$SMTP_SOURCE" -s "$sessions" -m "$count" -l "$SIZE" \
-        -f sender@example.org -t bench@example.test "127.0.0.1:$port" \
-        >"$WORK/smtp-source.out" 2>&1
-    local rc=$?
-    t1=$(now)
-    if [ $rc -ne 0 ]; then
-        echo "bench: smtp-source exited $rc (124 = over ${LIMIT}s):" >&2
-        tail -5 "$WORK/smtp-source.out" >&2
-        return 1
-    fi
-    if grep -qiE 'fatal|error|warning' "$WORK/smtp-source.out"; then
-        echo "bench: smtp-source reported problems:" >&2
-        tail -5 "$WORK/smtp-source.out" >&2
-        return 1
-    fi
-    echo "$t0 $t1" | awk '{ printf "%.3f\n", $2 - $1 }'
-}
-
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.1f", n / t; else print "n/a" }'; }
-
-declare -A RESULT
-
-# ---------------------------------------------------------------- Postfix
-postfix_setup() {
-    POSTFIX_DIR=$WORK/postfix
-    local d=$POSTFIX_DIR port=$1
-    mkdir -p "$d/etc" "$d/spool" "$d/data" "$d/mail"
-    chown postfix:postfix "$d/data" "$d/mail"
-    cat >"$d/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $d/spool
-data_directory = $d/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydomain = bench.test
-myorigin = \$myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-relayhost =
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_peername_lookup = no
-virtual_mailbox_domains = example.test
-virtual_mailbox_base = $d/mail
-virtual_mailbox_maps = texthash:$d/etc/vmailbox
-virtual_uid_maps = static:$(id -u postfix)
-virtual_gid_maps = static:$(id -g postfix)
-virtual_mailbox_limit = 0
-message_size_limit = 52428800
-# Measure acceptance, not Postfix's deliberate throttling of fast senders.
-in_flow_delay = 0
-default_process_limit = 100
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-maillog_file_prefixes = $d
-maillog_file = $d/maillog
-EOF
-    echo "bench@example.test bench/" >"$d/etc/vmailbox"
-    cat >"$d/etc/master.cf" <<EOF
-127.0.0.1:$port inet n - n - - smtpd
-pickup    unix n - n 60 1 pickup
-cleanup   unix n - n - 0 cleanup
-qmgr      unix n - n 300 1 qmgr
-tlsmgr    unix - - n 1000? 1 tlsmgr
-rewrite   unix - - n - - trivial-rewrite
-bounce    unix - - n - 0 bounce
-defer     unix - - n - 0 bounce
-trace     unix - - n - 0 bounce
-verify    unix - - n - 1 verify
-flush     unix n - n 1000? 0 flush
-proxymap  unix - - n - - proxymap
-proxywrite unix - - n - 1 proxymap
-smtp      unix - - n - - smtp
-relay     unix - - n - - smtp
-showq     unix n - n - - showq
-error     unix - - n - - error
-retry     unix - - n - - error
-discard   unix - - n - - discard
-local     unix - n n - - local
-virtual   unix - n n - - virtual
-lmtp      unix - - n - - lmtp
-anvil     unix - - n - 1 anvil
-scache    unix - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
-    postfix -c "$d/etc" check >"$d/check.log" 2>&1 || { cat "$d/check.log" >&2; return 1; }
-    postfix -c "$d/etc" start >"$d/start.log" 2>&1 || { cat "$d/start.log" >&2; return 1; }
-    wait_port "$port" 10 || { echo "bench: postfix did not listen on $port" >&2; cat "$d/maillog" >&2; return 1; }
-}
-
-postfix_delivered() {
-    local m=$POSTFIX_DIR/mail/bench
-    { ls "$m/new" "$m/cur" 2>/dev/null || true; } | grep -c '^[0-9]'
-}
-
-# wait_delivered TOTAL: waits (bounded) until the Maildir holds TOTAL messages.
-postfix_wait_delivered() {
-    local total=$1 end n
-    end=$(( $(date +%s) + LIMIT ))
-    while :; do
-        n=$(postfix_delivered)
-        [ "$n" -ge "$total" ] && return 0
-        [ "$(date +%s)" -ge "$end" ] && { echo "bench: postfix delivered $n of $total" >&2; return 1; }
-        sleep 0.05
-    done
-}
-
-bench_postfix() {
-    local port total=0 t0 el t1
-    port=$(free_port)
-    postfix_setup "$port" || { echo "bench: postfix setup failed" >&2; return 1; }
-    for s in 1 20; do
-        local n=$N1; [ "$s" = 20 ] && n=$N20
-        t0=$(now)
-        el=$(load "$port" "$s" "$n") || return 1
-        total=$((total + n))
-        postfix_wait_delivered "$total" || return 1
-        t1=$(now)
-        RESULT[postfix,$s]=$(rate "$n" "$el")
-        RESULT[postfix_deliv,$s]=$(rate "$n" "$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')")
-        echo "postfix  $s session(s): $n messages accepted in ${el}s; in Maildir after $(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')s"
-    done
-}
-
-# ---------------------------------------------------------------- postel
-postel_count() {  # prints the INBOX message count of bench@example.test
-    "$POSTEL_BIN" -c "$WORK/postel.conf" mailbox status bench@example.test 2>/dev/null |
-        $PY "$REPO/bench/inbox_count.py"
-}
-
-bench_postel() {
-    [ -x "$POSTEL_BIN" ] || { echo "bench: $POSTEL_BIN not built" >&2; return 1; }
-    local port total=0 el n c
-    port=$(free_port)
-    mkdir -p "$WORK/postel-data"
-    cat >"$WORK/postel.conf" <<EOF
-hostname = bench.example.test
-data_dir = $WORK/postel-data
-domains = example.test
-log_level = warn
-[listen]
-smtp = 127.0.0.1:$port
-[limits]
-connections_per_ip = 200
-EOF
-    echo "bench-password" | "$POSTEL_BIN" -c "$WORK/postel.conf" user add bench@example.test \
-        >"$WORK/postel-user.log" 2>&1 || { cat "$WORK/postel-user.log" >&2; return 1; }
-    "$POSTEL_BIN" -c "$WORK/postel.conf" serve >"$WORK/postel.log" 2>&1 </dev/null &
-    POSTEL_PID=$!
-    wait_port "$port" 10 || { echo "bench: postel did not listen on $port" >&2; tail -20 "$WORK/postel.log" >&2; return 1; }
-    for s in 1 20; do
-        n=$N1; [ "$s" = 20 ] && n=$N20
-        el=$(load "$port" "$s" "$n") || { tail -20 "$WORK/postel.log" >&2; return 1; }
-        total=$((total + n))
-        c=$(postel_count)
-        if [ "$c" != "$total" ]; then
-            echo "bench: postel INBOX holds ${c:-?} messages, expected $total" >&2
-            return 1
-        fi
-        RESULT[postel,$s]=$(rate "$n" "$el")
-        echo "postel   $s session(s): $n messages accepted in ${el}s; INBOX count verified ($c)"
-    done
-}
-
-# ---------------------------------------------------------------- main
-[ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing (make deps installs postfix)"
-echo "SMTP benchmark: ${SIZE}-byte messages, smtp-source, one connection per message; $(nproc) cores"
-echo "data on $(df -P "$WORK" | awk 'NR==2 { print $1 }') ($WORK)"
+export POSTEL_BIN=${POSTEL_BIN:-$PWD/postel}
+ORDER="smtp filter queue pop3 imap dkim capture"
+SKIP=" ${BENCH_SKIP:-} "
+ONLY=${BENCH_ONLY_SET:-$ORDER}
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
 status=0
-if [ "$ONLY" != "postel" ]; then bench_postfix || status=1; fi
-if [ "$ONLY" != "postfix" ]; then bench_postel || status=1; fi
-
+for name in $ORDER; do
+    case " $ONLY " in *" $name "*) ;; *) continue ;; esac
+    case "$SKIP" in *" $name "*) continue ;; esac
+    script=""
+    for ext in sh py; do
+        [ -f "bench/${name}_bench.$ext" ] && script="bench/${name}_bench.$ext"
+    done
+    [ -n "$script" ] || continue
+    echo "=================== $name ($script)"
+    if [ "${script##*.}" = py ]; then
+        /usr/bin/python3 "$script" 2>&1 | tee -a "$LOG"
+    else
+        bash "$script" 2>&1 | tee -a "$LOG"
+    fi
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || { echo "bench: $name exited $rc"; status=1; }
+done
 echo
-echo "results (messages/second, from wall time of smtp-source):"
-for s in 1 20; do
-    label="sessions"; [ "$s" = 1 ] && label="session"
-    a=${RESULT[postel,$s]:-n/a}; b=${RESULT[postfix,$s]:-n/a}
-    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2fx", a / b; else print "n/a" }')
-    printf 'smtp accept %2d %-8s: postel %s msg/s, postfix %s msg/s, ratio %s\n' "$s" "$label" "$a" "$b" "$ratio"
-done
-for s in 1 20; do
-    [ -n "${RESULT[postfix_deliv,$s]:-}" ] || continue
-    label="sessions"; [ "$s" = 1 ] && label="session"
-    printf 'postfix accept+deliver to Maildir %2d %-8s: %s msg/s\n' "$s" "$label" "${RESULT[postfix_deliv,$s]}"
-done
+echo "=================== summary (ratios: postel / peer)"
+grep -E 'ratio|% of' "$LOG" || echo "(no ratios)"
 exit $status

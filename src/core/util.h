@@ -53,4 +53,9 @@ int fsync_dir(const char *dir);
 int mkdir_p(const char *path, mode_t mode);
 /* Current time in milliseconds (monotonic / wall). */
 uint64_t now_mono_ms(void);
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
+ * no surrogates, nothing past U+10FFFF), or 0; reads at most avail bytes. */
+size_t utf8_seq_len(const unsigned char *s, size_t avail);
+/* True when s[0..len) is well-formed UTF-8. */
+bool utf8_valid(const unsigned char *s, size_t len);
 #endif

@@ -572,6 +572,13 @@ void filter_connect(struct filter_conn *c, struct filter_verdict *v)
         filter_verdict_hit(v, "BLOCK_IP", 0, e->text);
         goto out;
     }
+    rate_key(c, 'a', key, sizeof(key));
+    if (filter_rate_reached(f->rate, key, fc->auth_fail_per_hour, 3600, filter_now(f))) {
+        filter_verdict_set(v, FILTER_TEMPFAIL, 421, "4.7.0",
+                           "Too many failed authentications from [%s]; try again later", c->ip);
+        v->disconnect = true;
+        goto out;
+    }
     rate_key(c, 'c', key, sizeof(key));
     if (!filter_rate_hit(f->rate, key, fc->conn_per_minute, 60, filter_now(f))) {
         filter_verdict_set(v, FILTER_TEMPFAIL, 421, "4.7.0",
@@ -717,6 +724,31 @@ void filter_auth(struct filter_conn *c, const char *user)
     str_copy(c->user, user ? user : "", sizeof(c->user));
 }
 
+void filter_auth_failed(struct filter_conn *c, struct filter_verdict *v)
+{
+    struct filter *f = c->f;
+    const struct filter_config *fc = &f->cfg;
+    char key[96];
+    filter_verdict_init(v);
+    if (c->trusted)
+        return;
+    rate_key(c, 'a', key, sizeof(key));
+    if (filter_rate_hit(f->rate, key, fc->auth_fail_per_hour, 3600, filter_now(f)) &&
+        !filter_rate_reached(f->rate, key, fc->auth_fail_per_hour, 3600, filter_now(f)))
+        return;
+    filter_verdict_set(v, FILTER_TEMPFAIL, 421, "4.7.0",
+                       "Too many failed authentications from [%s]; try again later", c->ip);
+    v->disconnect = true;
+    log_verdict(c, "auth", v);
+}
+
+unsigned filter_greet_wait_ms(const struct filter_conn *c)
+{
+    if (c->trusted || !c->mx || c->held)
+        return 0;
+    return (unsigned)c->f->cfg.greet_wait_ms;
+}
+
 /* ---- MAIL ---- */
 
 static const char *sender_domain(const char *sender)
@@ -740,6 +772,18 @@ static bool sender_allowed(const struct filter_conn *c, const struct filter_list
         return false;
     return !c->f->cfg.allow_sender_spf ||
            (spf_pass_domain != NULL && strcasecmp(spf_pass_domain, dom) == 0);
+}
+
+bool filter_sender_wants_spf(struct filter_conn *c)
+{
+    if (c->trusted || c->authenticated || !c->mx || !c->f->cfg.allow_sender_spf ||
+        c->sender[0] == '\0')
+        return false;
+    struct filter_lists *ls = filter_lists_peek(c->f);
+    bool want = filter_list_match_address(&ls->allow_sender, c->sender, false) == NULL &&
+                filter_list_match_domain(&ls->allow_sender, sender_domain(c->sender)) != NULL;
+    filter_lists_unref(ls);
+    return want;
 }
 
 static void mail_rhsbl(struct filter_conn *c, struct filter_verdict *v)

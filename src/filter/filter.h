@@ -146,10 +146,27 @@ void filter_event(struct filter_conn *c, enum filter_event ev, struct filter_ver
  * (no greylisting, no scoring; the per-user message rate applies). */
 void filter_auth(struct filter_conn *c, const char *user);
 
+/* A failed AUTH attempt: counted per client address.  When the count
+ * reaches [ratelimit] auth_failures_per_hour, v is "421 4.7.0" with
+ * disconnect set, and filter_connect refuses the address the same way
+ * until its rate falls below the limit again.  No I/O. */
+void filter_auth_failed(struct filter_conn *c, struct filter_verdict *v);
+
+/* How long to hold the banner after filter_connect accepted ([postscreen]
+ * greet_wait), so that a client that talks first shows itself (pregreet);
+ * 0 for trusted clients and submission listeners.  No I/O. */
+unsigned filter_greet_wait_ms(const struct filter_conn *c);
+
 /* MAIL FROM (starts a transaction; sender "" for the null sender): message
  * rate per client and per user (451 4.7.1), RHSBL lists with check =
  * sender. */
 void filter_mail(struct filter_conn *c, const char *sender, struct filter_verdict *v);
+
+/* After filter_mail: is the sender's domain an allow_sender domain entry
+ * that counts only with SPF pass (allow_sender_spf)?  Then the session
+ * should run SPF for MAIL FROM before filter_rcpt and pass the domain
+ * when it passed.  No I/O. */
+bool filter_sender_wants_spf(struct filter_conn *c);
 
 /* RCPT TO: held rejections, block lists, greylisting (451 4.7.1).
  * spf_pass_domain: the domain SPF gave "pass" for (MAIL FROM identity), or

@@ -75,6 +75,7 @@ void filter_config_defaults(struct filter_config *fc)
     fc->conn_per_minute = 120;
     fc->msgs_per_hour = 0;
     fc->user_msgs_per_hour = 500;
+    fc->auth_fail_per_hour = 10;
 }
 
 static int fail(char *err, size_t errsize, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -618,6 +619,14 @@ static int key_postscreen(struct filter_config *fc, const char *name, const char
                           char *err, size_t errsize)
 {
     struct filter_check_cfg *dst = NULL;
+    if (strcmp(name, "greet_wait") == 0) {
+        uint64_t ms;
+        if (parse_ms(value, &ms) < 0 || ms > 30000)
+            return fail(err, errsize, "bad greet_wait '%s' (expected e.g. 2s or 500ms, at most 30s)",
+                        value);
+        fc->greet_wait_ms = ms;
+        return 0;
+    }
     if (strcmp(name, "pregreet") == 0)
         dst = &fc->pregreet;
     else if (strcmp(name, "pipelining") == 0)
@@ -683,6 +692,8 @@ static int key_ratelimit(struct filter_config *fc, const char *name, const char 
         return set_int_key(&fc->msgs_per_hour, value, 0, 100000000, err, errsize);
     if (strcmp(name, "per_user_messages_per_hour") == 0)
         return set_int_key(&fc->user_msgs_per_hour, value, 0, 100000000, err, errsize);
+    if (strcmp(name, "auth_failures_per_hour") == 0)
+        return set_int_key(&fc->auth_fail_per_hour, value, 0, 100000000, err, errsize);
     return unknown(err, errsize, "ratelimit", name);
 }
 

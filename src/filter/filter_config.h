@@ -112,6 +112,7 @@ struct filter_config {
 
     /* [postscreen] */
     struct filter_check_cfg pregreet, pipelining, fcrdns, helo;
+    uint64_t greet_wait_ms;            /* hold the banner this long (pregreet test); 0 = off */
 
     /* [spam] */
     double add_header_score;           /* >= : X-Spam: Yes, filed into Junk */
@@ -126,6 +127,7 @@ struct filter_config {
     int conn_per_minute;               /* per client address (IPv6: per /64) */
     int msgs_per_hour;                 /* per client address */
     int user_msgs_per_hour;            /* per authenticated user */
+    int auth_fail_per_hour;            /* failed AUTH per client address, then 421 */
 };
 
 /* Names and default scores of the built-in rules (index: enum filter_rule). */

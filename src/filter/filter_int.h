@@ -267,6 +267,9 @@ void filter_rate_free(struct filter_rate *r);
 /* Counts one event for key and says whether the rate over the last window
  * seconds (a sliding estimate over two fixed windows) is within limit. */
 bool filter_rate_hit(struct filter_rate *r, const char *key, int limit, int window, time_t now);
+/* Has key already reached limit events over the last window?  Counts
+ * nothing. */
+bool filter_rate_reached(struct filter_rate *r, const char *key, int limit, int window, time_t now);
 
 /* ---- message scoring (score.c) ---- */
 

@@ -89,12 +89,15 @@ static void sweep(struct filter_rate *r, time_t now)
     }
 }
 
-static struct rate_entry *lookup(struct filter_rate *r, const char *key, int window, time_t now)
+static struct rate_entry *lookup(struct filter_rate *r, const char *key, int window, time_t now,
+                                 bool create)
 {
     size_t b = hash(key) & (r->n_buckets - 1);
     for (struct rate_entry *e = r->buckets[b]; e; e = e->next)
         if (e->window == window && strcmp(e->key, key) == 0)
             return e;
+    if (!create)
+        return NULL;
     if (r->n >= r->max)
         sweep(r, now);
     if (r->n >= r->max) {
@@ -116,15 +119,15 @@ static struct rate_entry *lookup(struct filter_rate *r, const char *key, int win
     return e;
 }
 
-bool filter_rate_hit(struct filter_rate *r, const char *key, int limit, int window, time_t now)
+/* The sliding-window rate for key including this event when count is
+ * set; with count false nothing is recorded (and no entry is made). */
+static double rate_of(struct filter_rate *r, const char *key, int window, time_t now, bool count)
 {
-    if (r == NULL || limit <= 0 || window <= 0)
-        return true;
     pthread_mutex_lock(&r->mu);
-    struct rate_entry *e = lookup(r, key, window, now);
+    struct rate_entry *e = lookup(r, key, window, now, count);
     if (e == NULL) {
         pthread_mutex_unlock(&r->mu);
-        return true;
+        return count ? -1 : 0;
     }
     time_t start = now - now % window;
     if (start != e->start) {
@@ -135,9 +138,24 @@ bool filter_rate_hit(struct filter_rate *r, const char *key, int limit, int wind
     /* the previous window counts for the part of it still inside the
      * sliding window that ends now */
     double overlap = (double)(window - (now - start)) / window;
-    double rate = e->prev * overlap + e->cur + 1;
-    if (e->cur < (unsigned)-1)
+    double rate = e->prev * overlap + e->cur + (count ? 1 : 0);
+    if (count && e->cur < (unsigned)-1)
         e->cur++;
     pthread_mutex_unlock(&r->mu);
-    return rate <= (double)limit;
+    return rate;
+}
+
+bool filter_rate_hit(struct filter_rate *r, const char *key, int limit, int window, time_t now)
+{
+    if (r == NULL || limit <= 0 || window <= 0)
+        return true;
+    double rate = rate_of(r, key, window, now, true);
+    return rate < 0 || rate <= (double)limit;
+}
+
+bool filter_rate_reached(struct filter_rate *r, const char *key, int limit, int window, time_t now)
+{
+    if (r == NULL || limit <= 0 || window <= 0)
+        return false;
+    return rate_of(r, key, window, now, false) >= (double)limit;
 }

@@ -26,6 +26,7 @@
 
 #include "auth/authres.h"
 #include "auth/dkim.h"
+#include "auth/spf.h"
 #include "filter/filter.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -79,6 +80,7 @@ struct smtp_tx {
     int spool_fd;
     struct strbuf spool_buf;
     struct strbuf received;       /* our Received header, made at DATA */
+    bool spf_checked, spf_pass;   /* SPF for an allow-listed sender domain (RCPT) */
 };
 
 enum auth_step { AUTH_PLAIN_RESP, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
@@ -112,6 +114,7 @@ struct smtp_session {
     struct event *timer;
     struct event *delay_ev;       /* AUTH failure delay */
     struct event *close_ev;       /* polls the TLS flush before closing */
+    struct event *greet_ev;       /* [postscreen] greet_wait before the banner */
     int close_polls;
     char delayed_reply[128];
     bool dead;                    /* connection gone while an async step runs */
@@ -136,6 +139,12 @@ void smtp_server_set_commit_hook(smtp_commit_hook_fn *fn, void *arg)
 {
     commit_hook = fn;
     commit_hook_arg = arg;
+}
+
+static smtp_capture_auth_fn *capture_auth;
+void smtp_server_set_capture_auth(smtp_capture_auth_fn *fn)
+{
+    capture_auth = fn;
 }
 
 static void smtp_process_input(struct smtp_session *s);
@@ -722,6 +731,9 @@ static bool smtp_auth_offered(const struct smtp_session *s)
     return s->role != ROLE_SMTP || s->cfg->capture;
 }
 
+static void smtp_banner(struct smtp_session *s);
+static void smtp_helo_reply(struct smtp_session *s);
+
 static bool smtp_auth_allowed_here(const struct smtp_session *s)
 {
     return s->tls || (s->loopback && s->cfg->plaintext_loopback) || s->cfg->capture;
@@ -730,8 +742,10 @@ static bool smtp_auth_allowed_here(const struct smtp_session *s)
 static void smtp_auth_work(void *arg)
 {
     struct smtp_session *s = arg;
-    int64_t id = s->cfg->capture ? store_user_lookup(s->srv->store, CAPTURE_ACCOUNT)
-                                 : store_user_auth(s->srv->store, s->auth_user, s->auth_pass);
+    int64_t id = !s->cfg->capture ? store_user_auth(s->srv->store, s->auth_user, s->auth_pass)
+                 : capture_auth && !capture_auth(s->auth_user, s->auth_pass)
+                     ? 0
+                     : store_user_lookup(s->srv->store, CAPTURE_ACCOUNT);
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     s->async_result = id > 0 ? 0 : id == 0 ? 1 : -1;
     if (id > 0)
@@ -754,6 +768,8 @@ static void smtp_auth_done(void *arg)
     }
     if (s->async_result == 0) {
         log_info(s->sid, "event=auth result=ok user=%s mech=%s", s->auth_user, s->auth_mech);
+        if (s->fc != NULL)
+            filter_auth(s->fc, s->auth_user);
         smtp_reply(s, "235 2.7.0 Authentication successful");
         smtp_resume(s);
         return;
@@ -767,6 +783,20 @@ static void smtp_auth_done(void *arg)
     log_warn(s->sid, "event=auth result=fail user=%s mech=%s failures=%d", s->auth_user,
              s->auth_mech, s->auth_failures);
     s->auth_user[0] = '\0';
+    if (s->fc != NULL) {
+        /* failures per client address across sessions */
+        struct filter_verdict v;
+        filter_auth_failed(s->fc, &v);
+        if (v.action != FILTER_ACCEPT) {
+            char reply[320];
+            filter_verdict_reply(&v, reply, sizeof(reply));
+            filter_verdict_free(&v);
+            log_info(s->sid, "event=reject stage=auth reply=\"%s\"", reply);
+            smtp_close_with(s, reply);
+            return;
+        }
+        filter_verdict_free(&v);
+    }
     if (s->auth_failures >= s->cfg->auth_failures) {
         smtp_close_with(s, "421 4.7.0 Too many failed authentication attempts, closing connection");
         return;
@@ -907,7 +937,28 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 
 /* ---- anti-spam stages on the pool ---- */
 
-enum smtp_fstage { FSTAGE_CONNECT, FSTAGE_MAIL, FSTAGE_RCPT };
+enum smtp_fstage { FSTAGE_CONNECT, FSTAGE_HELO, FSTAGE_MAIL, FSTAGE_RCPT };
+static const char *const fstage_names[] = { "connect", "helo", "mail", "rcpt" };
+
+/* Pool thread: the domain SPF passed for when the sender's domain is
+ * allow-listed on condition of SPF pass, else NULL.  Asked once per
+ * transaction. */
+static const char *smtp_rcpt_spf(struct smtp_session *s)
+{
+    struct smtp_tx *tx = &s->tx;
+    if (!tx->spf_checked && s->srv->dns != NULL && filter_sender_wants_spf(s->fc)) {
+        struct spf_dns d;
+        spf_dns_use_resolver(&d, s->srv->dns);
+        struct spf_request req = { .ip = s->ip, .helo = s->helo, .mail_from = tx->from.mailbox,
+                                   .receiver = s->cfg->hostname };
+        struct spf_response resp;
+        tx->spf_pass = spf_check_mailfrom(&d, &req, &resp) == SPF_PASS;
+        tx->spf_checked = true;
+        log_debug(s->sid, "event=filter_spf from=<%s> pass=%d", tx->from.mailbox, tx->spf_pass);
+    }
+    const char *at = strrchr(tx->from.mailbox, '@');
+    return tx->spf_pass && at ? at + 1 : NULL;
+}
 
 static void smtp_fstage_work(void *arg)
 {
@@ -917,16 +968,25 @@ static void smtp_fstage_work(void *arg)
     case FSTAGE_CONNECT:
         filter_connect(s->fc, &s->fv);
         break;
+    case FSTAGE_HELO:
+        filter_helo(s->fc, s->helo, &s->fv);
+        break;
     case FSTAGE_MAIL:
         filter_mail(s->fc, s->tx.from.mailbox, &s->fv);
         break;
     case FSTAGE_RCPT:
-        filter_rcpt(s->fc, s->tx.rcpts[s->tx.n_rcpts].path.mailbox, NULL, &s->fv);
+        filter_rcpt(s->fc, s->tx.rcpts[s->tx.n_rcpts].path.mailbox, smtp_rcpt_spf(s), &s->fv);
         break;
     }
 }
 
-static void smtp_banner(struct smtp_session *s);
+static void smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (!s->dead)
+        smtp_banner(s);
+    smtp_resume(s);
+}
 
 /* Back on the loop with the verdict of a connect, MAIL or RCPT stage. */
 static void smtp_fstage_done(void *arg)
@@ -944,16 +1004,30 @@ static void smtp_fstage_done(void *arg)
         filter_verdict_reply(&s->fv, reply, sizeof(reply));
     filter_verdict_free(&s->fv);
     if (!ok) {
-        log_info(s->sid, "event=reject stage=%d reply=\"%s\"", (int)s->fstage, reply);
+        log_info(s->sid, "event=reject stage=%s reply=\"%s\"", fstage_names[s->fstage], reply);
         if (s->fstage == FSTAGE_MAIL)
             smtp_tx_reset(s);
+        if (s->fstage == FSTAGE_HELO)
+            s->ehlo_done = s->esmtp = false;
         if (disconnect || s->fstage == FSTAGE_CONNECT) {
             smtp_close_with(s, reply);
             return;
         }
         smtp_reply(s, "%s", reply);
     } else if (s->fstage == FSTAGE_CONNECT) {
+        unsigned wait = filter_greet_wait_ms(s->fc);
+        if (wait > 0) {
+            /* postscreen's greet wait: stay in SMTP_S_WAIT, the timer
+             * sends the banner (or the pregreet verdict) */
+            struct timeval tv = { wait / 1000, (wait % 1000) * 1000 };
+            if (s->greet_ev == NULL)
+                s->greet_ev = evtimer_new(s->worker->base, smtp_greet_cb, s);
+            if (s->greet_ev != NULL && evtimer_add(s->greet_ev, &tv) == 0)
+                return;
+        }
         smtp_banner(s);
+    } else if (s->fstage == FSTAGE_HELO) {
+        smtp_helo_reply(s);
     } else if (s->fstage == FSTAGE_MAIL) {
         smtp_reply(s, "250 2.1.0 Ok");
     } else {
@@ -985,7 +1059,16 @@ static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
     str_copy(s->helo, arg, sizeof(s->helo));
     s->ehlo_done = true;
     s->esmtp = esmtp;
-    if (!esmtp) {
+    if (s->fc != NULL && s->role == ROLE_SMTP) {
+        smtp_fstage_start(s, FSTAGE_HELO); /* HELO checks, RHSBL on the name */
+        return;
+    }
+    smtp_helo_reply(s);
+}
+
+static void smtp_helo_reply(struct smtp_session *s)
+{
+    if (!s->esmtp) {
         smtp_reply(s, "250 %s", s->cfg->hostname);
         return;
     }
@@ -1014,7 +1097,8 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         smtp_error(s, "503 5.5.1 Error: nested MAIL command");
         return;
     }
-    if (s->role != ROLE_SMTP && s->account_id <= 0 && !s->cfg->capture) {
+    if (s->account_id <= 0 &&
+        (s->cfg->capture ? capture_auth != NULL : s->role != ROLE_SMTP)) {
         smtp_error(s, "530 5.7.0 Authentication required");
         return;
     }
@@ -1386,6 +1470,24 @@ static void smtp_feed_bdat(struct smtp_session *s, struct evbuffer *in)
     }
 }
 
+/* More input behind a command while PIPELINING was not offered (before
+ * the EHLO reply, or after HELO): postscreen's pipelining test.  True
+ * when the verdict closed the connection. */
+static bool smtp_pipelining_refused(struct smtp_session *s)
+{
+    struct filter_verdict v;
+    filter_event(s->fc, FILTER_EV_PIPELINING, &v);
+    bool refused = v.action != FILTER_ACCEPT;
+    if (refused) {
+        char reply[320];
+        filter_verdict_reply(&v, reply, sizeof(reply));
+        log_info(s->sid, "event=reject stage=pipelining reply=\"%s\"", reply);
+        smtp_close_with(s, reply);
+    }
+    filter_verdict_free(&v);
+    return refused;
+}
+
 static void smtp_process_input(struct smtp_session *s)
 {
     if (s->bev == NULL)
@@ -1415,10 +1517,14 @@ static void smtp_process_input(struct smtp_session *s)
                     smtp_set_state(s, SMTP_S_CMD);
                 continue;
             }
-            if (s->state == SMTP_S_AUTH)
+            if (s->state == SMTP_S_AUTH) {
                 smtp_auth_line(s, line);
-            else
-                smtp_command(s, line, strlen(line));
+                continue;
+            }
+            if (s->fc != NULL && !(s->ehlo_done && s->esmtp) && evbuffer_get_length(in) > 0 &&
+                smtp_pipelining_refused(s))
+                continue;
+            smtp_command(s, line, strlen(line));
             continue;
         }
         default:
@@ -1557,6 +1663,8 @@ static void smtp_free(struct smtp_session *s)
         event_free(s->delay_ev);
     if (s->close_ev)
         event_free(s->close_ev);
+    if (s->greet_ev)
+        event_free(s->greet_ev);
     if (s->bev)
         bufferevent_free(s->bev);
     if (s->next)
@@ -1585,6 +1693,7 @@ static void smtp_banner(struct smtp_session *s)
             char reply[320];
             filter_verdict_reply(&v, reply, sizeof(reply));
             filter_verdict_free(&v);
+            log_info(s->sid, "event=reject stage=pregreet reply=\"%s\"", reply);
             smtp_close_with(s, reply);
             return;
         }

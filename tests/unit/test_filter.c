@@ -706,6 +706,11 @@ static void test_ratelimit(void)
     for (int i = 0; i < 10; i++)
         ok += filter_rate_hit(r, "c:a", 5, 60, t + i);
     CHECK_EQ_INT(ok, 5);
+    /* asking counts nothing and makes no key */
+    CHECK(filter_rate_reached(r, "c:a", 5, 60, t + 10));
+    CHECK(!filter_rate_reached(r, "c:a", 11, 60, t + 10));
+    CHECK(!filter_rate_reached(r, "c:zz", 1, 60, t));
+    CHECK(!filter_rate_reached(r, "c:a", 0, 60, t + 10));
     /* the next window still sees most of the previous one */
     CHECK(!filter_rate_hit(r, "c:a", 5, 60, t + 61));
     /* two windows later everything is forgotten */
@@ -781,6 +786,68 @@ static void test_ratelimit_engine(void)
         CHECK_EQ_INT(v.action, FILTER_ACCEPT);
         filter_conn_free(c);
     }
+    filter_free(f);
+}
+
+/* Failed AUTH per address: 421 at the limit, then refused at connect
+ * until the rate falls; greet_wait only for untrusted MX clients; the
+ * SPF question for allow-listed sender domains. */
+static void test_auth_failures_and_greet_wait(void)
+{
+    struct filter_config fc;
+    filter_config_defaults(&fc);
+    cfg_set(&fc, "ratelimit", "auth_failures_per_hour", "2");
+    cfg_set(&fc, "postscreen", "greet_wait", "1500ms");
+    cfg_set(&fc, "postscreen", "fcrdns", "off");
+    cfg_set(&fc, "lists", "allow_sender", "partner.test, boss@corp.test");
+    CHECK_EQ_INT((int)fc.greet_wait_ms, 1500);
+    char err[200];
+    CHECK_EQ_INT(filter_config_key(&fc, "postscreen", "greet_wait", "1m", err, sizeof(err)), -1);
+    CHECK_EQ_INT(filter_config_key(&fc, "ratelimit", "auth_failures_per_hour", "-1", err,
+                                   sizeof(err)), -1);
+    struct filter *f = make_filter(&fc);
+    test_time = 1800000000 - 1800000000 % 3600;
+    struct filter_verdict v;
+    struct filter_conn *c = filter_conn_new(f, "198.51.100.20", false, NULL);
+    filter_connect(c, &v);
+    CHECK_EQ_INT(v.action, FILTER_ACCEPT);
+    CHECK_EQ_INT((int)filter_greet_wait_ms(c), 0);      /* submission: no wait */
+    filter_auth_failed(c, &v);
+    CHECK_EQ_INT(v.action, FILTER_ACCEPT);
+    filter_auth_failed(c, &v);
+    CHECK_EQ_INT(v.action, FILTER_TEMPFAIL);
+    CHECK_EQ_INT(v.code, 421);
+    CHECK_EQ_STR(v.enhanced, "4.7.0");
+    CHECK(v.disconnect);
+    filter_conn_free(c);
+    /* refused at connect on any listener, another address is not */
+    c = filter_conn_new(f, "198.51.100.20", true, NULL);
+    filter_connect(c, &v);
+    CHECK_EQ_INT(v.code, 421);
+    CHECK(v.disconnect);
+    filter_conn_free(c);
+    c = filter_conn_new(f, "198.51.100.21", true, NULL);
+    filter_connect(c, &v);
+    CHECK_EQ_INT(v.action, FILTER_ACCEPT);
+    CHECK_EQ_INT((int)filter_greet_wait_ms(c), 1500);
+    filter_mail(c, "news@partner.test", &v);
+    CHECK(filter_sender_wants_spf(c));
+    filter_mail(c, "boss@corp.test", &v);      /* an address entry needs no SPF */
+    CHECK(!filter_sender_wants_spf(c));
+    filter_mail(c, "x@other.test", &v);
+    CHECK(!filter_sender_wants_spf(c));
+    filter_conn_free(c);
+    /* two hours later the address is welcome again */
+    test_time += 7200;
+    c = filter_conn_new(f, "198.51.100.20", true, NULL);
+    filter_connect(c, &v);
+    CHECK_EQ_INT(v.action, FILTER_ACCEPT);
+    filter_conn_free(c);
+    /* trusted clients: no wait */
+    c = filter_conn_new(f, "127.0.0.1", true, NULL);
+    filter_connect(c, &v);
+    CHECK_EQ_INT((int)filter_greet_wait_ms(c), 0);
+    filter_conn_free(c);
     filter_free(f);
 }
 
@@ -1505,6 +1572,7 @@ int main(void)
     RUN(test_greylist_engine);
     RUN(test_ratelimit);
     RUN(test_ratelimit_engine);
+    RUN(test_auth_failures_and_greet_wait);
     RUN(test_connect_dns);
     RUN(test_helo);
     RUN(test_lists_engine);

@@ -5,6 +5,7 @@
  */
 #ifndef POSTEL_SMTP_SERVER_H
 #define POSTEL_SMTP_SERVER_H
+#include <stdbool.h>
 
 /* Registers the SMTP protocol for its three roles. */
 void smtp_server_register(void);
@@ -14,4 +15,9 @@ void smtp_server_register(void);
  * server_run; queue_id is the id given in the 250 reply. */
 typedef void smtp_commit_hook_fn(void *arg, const char *queue_id);
 void smtp_server_set_commit_hook(smtp_commit_hook_fn *fn, void *arg);
+/* Capture mode with a list of credentials: AUTH succeeds only when fn
+ * accepts user and password (called on the pool), and MAIL needs AUTH.
+ * Without it, capture mode accepts any AUTH and mail without AUTH. */
+typedef bool smtp_capture_auth_fn(const char *user, const char *pass);
+void smtp_server_set_capture_auth(smtp_capture_auth_fn *fn);
 #endif

@@ -71,11 +71,15 @@ static int cmd_serve(const struct config *cfg, int argc, char **argv)
         return EX_OSERR;
     *owned = *cfg;
     static const struct service_ops queue_service = { "queue", queue_start, queue_stop };
+    static const struct service_ops dmarc_service = { "dmarc-reports", dmarc_service_start,
+                                                      dmarc_service_stop };
     smtp_server_register();
     imap_server_register();
     pop3_server_register();
-    if (!cfg->capture)
+    if (!cfg->capture) {
         server_add_service(&queue_service); /* capture mode never relays */
+        server_add_service(&dmarc_service); /* nor reports */
+    }
     return server_run(owned);
 }
 

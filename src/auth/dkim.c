@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,7 @@ static int body_hash(struct dkim_verify *v, struct sig_state *st)
         }
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, dkim_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
         return -1;
     }
@@ -180,9 +181,66 @@ const char *dkim_verify_key_name(const struct dkim_verify *v, int idx)
     return v->s[idx].key_name;
 }
 
+/* Parsed public keys, shared by every verification in the process:
+ * OpenSSL 3 takes longer to decode an RSA key than to verify a signature
+ * with it, and the same few keys sign most of the mail a server receives.
+ * Keyed by the exact p= bytes and type; a hit hands out a new reference.
+ * Entries are replaced least recently used first. */
+#define KEY_CACHE_SIZE   64
+#define KEY_CACHE_DER    1100     /* longer keys (RSA > 8192 bits) are not kept */
+
+struct key_cache_entry {
+    bool rsa;
+    size_t len;
+    unsigned char der[KEY_CACHE_DER];
+    EVP_PKEY *pkey;
+    uint64_t used;
+};
+static struct key_cache_entry key_cache[KEY_CACHE_SIZE];
+static uint64_t key_cache_clock;
+static pthread_mutex_t key_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static EVP_PKEY *key_cache_get(bool rsa, const unsigned char *der, size_t len)
+{
+    EVP_PKEY *pk = NULL;
+    if (len > KEY_CACHE_DER)
+        return NULL;
+    pthread_mutex_lock(&key_cache_lock);
+    for (int i = 0; i < KEY_CACHE_SIZE && pk == NULL; i++) {
+        struct key_cache_entry *e = &key_cache[i];
+        if (e->pkey != NULL && e->rsa == rsa && e->len == len && memcmp(e->der, der, len) == 0 &&
+            EVP_PKEY_up_ref(e->pkey) == 1) {
+            e->used = ++key_cache_clock;
+            pk = e->pkey;
+        }
+    }
+    pthread_mutex_unlock(&key_cache_lock);
+    return pk;
+}
+
+static void key_cache_put(bool rsa, const unsigned char *der, size_t len, EVP_PKEY *pk)
+{
+    if (len > KEY_CACHE_DER || EVP_PKEY_up_ref(pk) != 1)
+        return;
+    EVP_PKEY *old;
+    pthread_mutex_lock(&key_cache_lock);
+    struct key_cache_entry *e = &key_cache[0];
+    for (int i = 1; i < KEY_CACHE_SIZE && e->pkey != NULL; i++)
+        if (key_cache[i].pkey == NULL || key_cache[i].used < e->used)
+            e = &key_cache[i];
+    old = e->pkey;
+    e->rsa = rsa;
+    e->len = len;
+    memcpy(e->der, der, len);
+    e->pkey = pk;
+    e->used = ++key_cache_clock;
+    pthread_mutex_unlock(&key_cache_lock);
+    EVP_PKEY_free(old);                     /* users hold their own references */
+}
+
 /* p= holds a SubjectPublicKeyInfo (RFC 6376 3.6.1); a bare PKCS#1
  * RSAPublicKey is accepted too, as several signers publish one. */
-static EVP_PKEY *rsa_key(const struct dkim_keyrec *kr)
+static EVP_PKEY *rsa_key_parse(const struct dkim_keyrec *kr)
 {
     const unsigned char *p = kr->p;
     EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)kr->p_len);
@@ -195,6 +253,20 @@ static EVP_PKEY *rsa_key(const struct dkim_keyrec *kr)
         return pk;
     EVP_PKEY_free(pk);
     return NULL;
+}
+
+static EVP_PKEY *public_key(const struct dkim_keyrec *kr, bool rsa)
+{
+    EVP_PKEY *pk = key_cache_get(rsa, kr->p, kr->p_len);
+    if (pk != NULL)
+        return pk;
+    if (rsa)
+        pk = rsa_key_parse(kr);
+    else if (kr->p_len == 32)
+        pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, kr->p, 32);
+    if (pk != NULL)
+        key_cache_put(rsa, kr->p, kr->p_len, pk);
+    return pk;
 }
 
 /* The checks of RFC 6376 6.1.2 and RFC 8301 on a parsed key record, and
@@ -216,7 +288,7 @@ static const char *key_check(struct sig_state *st, const struct dkim_keyrec *kr)
     if (kr->strict && (at == NULL || strcasecmp(at + 1, sig->d) != 0))
         return "i= domain must equal d= (key t=s)";
     if (is_rsa) {
-        st->pkey = rsa_key(kr);
+        st->pkey = public_key(kr, true);
         if (st->pkey == NULL)
             return "bad public key";
         st->vd.key_bits = EVP_PKEY_get_bits(st->pkey);
@@ -225,8 +297,7 @@ static const char *key_check(struct sig_state *st, const struct dkim_keyrec *kr)
         if (st->vd.key_bits > DKIM_RSA_MAX_BITS)
             return "RSA key over 8192 bits";
     } else {
-        if (kr->p_len == 32)
-            st->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, kr->p, 32);
+        st->pkey = public_key(kr, false);
         if (st->pkey == NULL)
             return "bad public key";
         st->vd.key_bits = 256;
@@ -328,13 +399,13 @@ static int crypto_verify(const struct sig_state *st, const struct strbuf *data)
         return -1;
     int ok;
     if (st->sig.alg == DKIM_ALG_RSA_SHA256) {
-        ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, st->pkey) == 1 &&
+        ok = EVP_DigestVerifyInit(ctx, NULL, dkim_sha256(), NULL, st->pkey) == 1 &&
              EVP_DigestVerify(ctx, st->sig.b, st->sig.b_len, (const unsigned char *)data->data,
                               data->len) == 1;
     } else {
         /* RFC 8463 3: Ed25519 (pure) signs the SHA-256 hash of the data. */
         unsigned char hash[32];
-        ok = EVP_Digest(data->data, data->len, hash, NULL, EVP_sha256(), NULL) == 1 &&
+        ok = EVP_Digest(data->data, data->len, hash, NULL, dkim_sha256(), NULL) == 1 &&
              EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, st->pkey) == 1 &&
              EVP_DigestVerify(ctx, st->sig.b, st->sig.b_len, hash, sizeof(hash)) == 1;
     }

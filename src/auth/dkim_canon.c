@@ -8,9 +8,28 @@
  */
 #include "auth/dkim_int.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+static const EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha256_md == NULL)
+        sha256_md = EVP_sha256();
+}
+
+const EVP_MD *dkim_sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
+}
 
 static bool is_wsp(char c)
 {
@@ -180,12 +199,20 @@ int dkim_canon_header(enum dkim_canon c, const char *field, size_t len, struct s
 void dkim_body_init(struct dkim_body_canon *bc, enum dkim_canon c, bool has_limit, uint64_t limit,
                     dkim_sink_fn *sink, void *arg)
 {
-    memset(bc, 0, sizeof(*bc));
+    memset(bc, 0, offsetof(struct dkim_body_canon, out));
     bc->c = c;
+    bc->line_start = true;
     bc->has_limit = has_limit;
     bc->limit = limit;
     bc->sink = sink;
     bc->arg = arg;
+}
+
+static void body_out_flush(struct dkim_body_canon *bc)
+{
+    if (bc->out_len > 0)
+        bc->sink(bc->arg, bc->out, bc->out_len);
+    bc->out_len = 0;
 }
 
 /* Every canonical byte passes here: counted, and handed on below l=. */
@@ -197,9 +224,18 @@ static void body_emit(struct dkim_body_canon *bc, const char *data, size_t len)
         if (give > room)
             give = (size_t)room;
     }
-    if (give > 0)
-        bc->sink(bc->arg, data, give);
     bc->total += len;
+    if (give == 0)
+        return;
+    if (bc->out_len + give > sizeof(bc->out)) {
+        body_out_flush(bc);
+        if (give >= sizeof(bc->out)) {
+            bc->sink(bc->arg, data, give);
+            return;
+        }
+    }
+    memcpy(bc->out + bc->out_len, data, give);
+    bc->out_len += give;
 }
 
 static void body_flush_crlf(struct dkim_body_canon *bc)
@@ -216,6 +252,7 @@ static void body_flush_crlf(struct dkim_body_canon *bc)
  * not trailing after all, so they are written first. */
 static void body_byte(struct dkim_body_canon *bc, char c)
 {
+    bc->line_start = false;
     if (bc->c == DKIM_CANON_RELAXED && is_wsp(c)) {
         bc->pending_wsp = true;
         return;
@@ -233,6 +270,58 @@ static void body_line_end(struct dkim_body_canon *bc)
 {
     bc->pending_wsp = false;          /* relaxed: WSP at a line's end goes */
     bc->pending_crlf++;
+    bc->line_start = true;
+}
+
+/* The same result as the byte-by-byte path for one whole line (n bytes
+ * before its LF) that starts at a line start, without l=: the common case,
+ * written straight into the output buffer. */
+static void body_line_fast(struct dkim_body_canon *bc, const char *p, size_t n)
+{
+    if (n > 0 && p[n - 1] == '\r')
+        n--;                                       /* the CR of CRLF */
+    if (bc->c == DKIM_CANON_RELAXED)
+        while (n > 0 && is_wsp(p[n - 1]))
+            n--;                                   /* 3.4.4: WSP at line end goes */
+    if (n == 0) {
+        bc->pending_crlf++;                        /* maybe trailing: held back */
+        return;
+    }
+    body_flush_crlf(bc);
+    bc->emitted = true;
+    if (bc->c == DKIM_CANON_SIMPLE ||
+        (memchr(p, '\t', n) == NULL && memmem(p, n, "  ", 2) == NULL)) {
+        body_emit(bc, p, n);                       /* already canonical: the usual line */
+    } else {
+        /* Each piece fits the buffer whole, so the loop needs no checks;
+         * the output is never longer than the input. */
+        size_t i = 0;
+        while (i < n) {
+            size_t piece = n - i < sizeof(bc->out) ? n - i : sizeof(bc->out);
+            if (sizeof(bc->out) - bc->out_len < piece)
+                body_out_flush(bc);
+            char *o = bc->out + bc->out_len, *o0 = o;
+            const char *q = p + i, *end = p + i + piece;
+            while (q < end) {
+                char ch = *q++;
+                if (ch == ' ' || ch == '\t') {      /* 3.4.4: a WSP run becomes one SP */
+                    while (q < end && (*q == ' ' || *q == '\t'))
+                        q++;
+                    ch = ' ';
+                }
+                *o++ = ch;
+            }
+            bc->out_len += (size_t)(o - o0);
+            bc->total += (uint64_t)(o - o0);
+            i += (size_t)(q - (p + i));
+            /* A run cut at the piece's end continues in the next piece:
+             * skip the rest of it, its SP is already out. */
+            if (o > o0 && o[-1] == ' ')
+                while (i < n && is_wsp(p[i]))
+                    i++;
+        }
+    }
+    bc->pending_crlf++;
 }
 
 /* Runs of ordinary bytes (no CR, LF or WSP) are passed on in one piece;
@@ -241,6 +330,14 @@ void dkim_body_feed(struct dkim_body_canon *bc, const char *data, size_t len)
 {
     size_t i = 0;
     while (i < len) {
+        if (bc->line_start && !bc->pending_cr && !bc->pending_wsp && !bc->has_limit) {
+            const char *nl = memchr(data + i, '\n', len - i);
+            if (nl != NULL) {
+                body_line_fast(bc, data + i, (size_t)(nl - (data + i)));
+                i = (size_t)(nl - data) + 1;
+                continue;
+            }
+        }
         char c = data[i];
         if (bc->pending_cr) {
             bc->pending_cr = false;
@@ -285,6 +382,7 @@ void dkim_body_final(struct dkim_body_canon *bc)
         bc->pending_crlf = 1;
         body_flush_crlf(bc);
     }
+    body_out_flush(bc);
 }
 
 static int b64_value(unsigned char c)

@@ -49,6 +49,7 @@ typedef void dkim_sink_fn(void *arg, const char *data, size_t len);
 /* Streaming body canonicalizer (RFC 6376 3.4.3, 3.4.4): feed the body in
  * any pieces; the canonical bytes go to sink, cut at limit when has_limit
  * (l=).  total counts every canonical byte, cut or not. */
+#define DKIM_BODY_BUF 8192
 struct dkim_body_canon {
     enum dkim_canon c;
     bool has_limit;
@@ -58,8 +59,13 @@ struct dkim_body_canon {
     bool pending_cr;         /* a CR that may start a CRLF */
     bool pending_wsp;        /* relaxed: WSP run not yet written */
     bool emitted;            /* any non-line-end byte written */
+    bool line_start;         /* nothing of the current line seen yet */
     dkim_sink_fn *sink;
     void *arg;
+    /* Canonical bytes gathered before they go to sink, so the hash sees a
+     * few large updates instead of one per word (dkim_body_final flushes). */
+    size_t out_len;
+    char out[DKIM_BODY_BUF];
 };
 void dkim_body_init(struct dkim_body_canon *bc, enum dkim_canon c, bool has_limit, uint64_t limit,
                     dkim_sink_fn *sink, void *arg);
@@ -140,6 +146,11 @@ int dkim_keyrec_parse(const char *s, size_t len, struct dkim_keyrec *k, const ch
  * skipped (the signature being verified; -1 when signing).  0 or -1. */
 int dkim_hash_fields(const struct dkim_msg *m, enum dkim_canon c, const char *const *names,
                      const size_t *lens, int n_names, int own, struct strbuf *out);
+
+/* SHA-256 fetched from OpenSSL's default provider once per process (an
+ * EVP_sha256() handle would be looked up again on every use), or
+ * EVP_sha256() if the fetch failed.  Thread-safe; never freed. */
+const struct evp_md_st *dkim_sha256(void);
 
 /* ---- Helpers ---- */
 

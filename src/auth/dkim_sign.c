@@ -31,7 +31,7 @@ static void hash_sink(void *arg, const char *data, size_t len)
 static int body_hash_relaxed(const struct dkim_msg *m, unsigned char hash[32])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, dkim_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
         return -1;
     }
@@ -118,11 +118,11 @@ static int sign_data(const struct dkim_key *key, const struct strbuf *data, unsi
         return -1;
     int ok;
     if (key->type == DKIM_KEY_RSA) {
-        ok = EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
+        ok = EVP_DigestSignInit(ctx, NULL, dkim_sha256(), NULL, key->pkey) == 1 &&
              EVP_DigestSign(ctx, sig, sig_len, (const unsigned char *)data->data, data->len) == 1;
     } else {
         unsigned char hash[32];
-        ok = EVP_Digest(data->data, data->len, hash, NULL, EVP_sha256(), NULL) == 1 &&
+        ok = EVP_Digest(data->data, data->len, hash, NULL, dkim_sha256(), NULL) == 1 &&
              EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&
              EVP_DigestSign(ctx, sig, sig_len, hash, sizeof(hash)) == 1;
     }

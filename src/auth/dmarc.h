@@ -202,10 +202,12 @@ struct dmarc_report_opts {
     char org_name[256];           /* report_metadata org_name */
     char email[320];              /* report_metadata email and the From: address */
     char receiver[256];           /* our host name: filename, Submitter:, report ids */
+    uint32_t period;              /* seconds per report window; 0 = 86400 (a UTC day) */
 };
 struct config;
-/* org_name and receiver = hostname; email = noreply-dmarc@ the first
- * configured domain, else @hostname. */
+/* org_name = [dmarc] org_name, else hostname; receiver = hostname; email =
+ * [dmarc] report_from, else noreply-dmarc@ the first configured domain,
+ * else @hostname; period = [dmarc] report_interval. */
 void dmarc_report_opts_from_config(struct dmarc_report_opts *o, const struct config *cfg);
 
 /* The aggregate report XML (RFC 7489 appendix C) of one policy domain for
@@ -235,8 +237,9 @@ int dmarc_rua_allowed(const struct dmarc_dns *dns, const char *policy_domain, co
 typedef int dmarc_report_send_fn(void *arg, const char *rcpt, const char *msg, size_t len);
 
 /* Builds and sends every report that is due: for each policy domain and
- * each whole UTC day before now with kept results, one report to each
- * allowed rua address (the size limit of "!SIZE" honored); the day's
+ * each whole window (o->period seconds, aligned on multiples of it since
+ * the epoch: UTC days by default) before now with kept results, one report to each
+ * allowed rua address (the size limit of "!SIZE" honored); the window's
  * results are then dropped.  A report whose every send failed is kept for
  * the next call; one that reached some of its recipients is not retried
  * (report ids are stable, so a duplicate after a crash is recognizable).

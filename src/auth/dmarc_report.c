@@ -16,7 +16,7 @@
 #include "core/util.h"
 #include "store/store_dmarc.h"
 
-#define REPORT_PERIOD      86400                 /* one report per UTC day */
+#define REPORT_PERIOD      86400                 /* default: one report per UTC day */
 #define REPORT_KEEP_DAYS   7                     /* unsent results dropped after */
 #define REPORT_XML_MAX     (64u << 20)
 #define REPORT_MSG_MAX     (96u << 20)
@@ -76,7 +76,10 @@ int dmarc_report_note(struct store *st, const struct dmarc_eval *ev, const struc
 void dmarc_report_opts_from_config(struct dmarc_report_opts *o, const struct config *cfg)
 {
     memset(o, 0, sizeof(*o));
-    str_copy(o->org_name, cfg->hostname, sizeof(o->org_name));
+    str_copy(o->org_name, cfg->dmarc_org_name[0] ? cfg->dmarc_org_name : cfg->hostname,
+             sizeof(o->org_name));
+    o->period = cfg->dmarc_report_interval > 0 && cfg->dmarc_report_interval <= 7 * 86400
+                    ? (uint32_t)cfg->dmarc_report_interval : REPORT_PERIOD;
     str_copy(o->receiver, cfg->hostname, sizeof(o->receiver));
     char first[256] = "";
     const char *p = cfg->domains;
@@ -88,7 +91,10 @@ void dmarc_report_opts_from_config(struct dmarc_report_opts *o, const struct con
         first[n] = '\0';
         str_lower(first);
     }
-    snprintf(o->email, sizeof(o->email), "noreply-dmarc@%s", first[0] ? first : cfg->hostname);
+    if (cfg->dmarc_report_from[0])
+        str_copy(o->email, cfg->dmarc_report_from, sizeof(o->email));
+    else
+        snprintf(o->email, sizeof(o->email), "noreply-dmarc@%s", first[0] ? first : cfg->hostname);
 }
 
 /* ---- XML (RFC 7489 appendix C) ---- */
@@ -401,7 +407,8 @@ static int send_report(const struct dmarc_dns *dns, const struct dmarc_report_op
 static int report_window(struct store *st, const struct dmarc_dns *dns, const struct dmarc_report_opts *o,
                          const struct store_dmarc_window *w, time_t now, dmarc_report_send_fn *send, void *arg)
 {
-    time_t begin = (time_t)w->begin, end = begin + REPORT_PERIOD - 1;
+    time_t period = o->period ? (time_t)o->period : REPORT_PERIOD;
+    time_t begin = (time_t)w->begin, end = begin + period - 1;
     char id[600], rec_text[4096], err[128];
     report_id(id, sizeof(id), o, w->domain, begin);
     if (store_dmarc_reported(st, w->domain, begin) == 1)
@@ -433,7 +440,7 @@ int dmarc_reports_build_due(struct store *st, const struct dmarc_dns *dns, const
                             time_t now, dmarc_report_send_fn *send, void *arg)
 {
     struct store_dmarc_window *w;
-    int n = store_dmarc_windows(st, now, REPORT_PERIOD, &w);
+    int n = store_dmarc_windows(st, now, o->period ? (int64_t)o->period : REPORT_PERIOD, &w);
     if (n < 0)
         return -1;
     int total = 0, rc = 0;

@@ -1,5 +1,6 @@
 /*
- * Sender-authentication commands (src/cli/cli_verify.c).  Same contract as
+ * Sender-authentication commands (src/cli/cli_verify.c) and the DMARC
+ * report service of `serve` (src/cli/serve_dmarc.c).  Same contract as
  * cli.h: argv[0] is the first word after the command name; each returns a
  * sysexits.h code.
  *
@@ -20,4 +21,11 @@
 int cli_verify(const struct config *cfg, int argc, char **argv);
 int cli_dns_records(const struct config *cfg, int argc, char **argv);   /* argv[0] == "records" */
 int cli_check(const struct config *cfg, int argc, char **argv);
+
+/* The DMARC aggregate report sender of `postel serve` (serve_dmarc.c), a
+ * struct service_ops pair: start runs a thread that queues the reports due
+ * ([dmarc] report_interval windows) through queue_inject; stop joins it. */
+struct server;
+int dmarc_service_start(struct server *srv);   /* 0, or -1 (logged) */
+void dmarc_service_stop(void);
 #endif

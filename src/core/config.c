@@ -30,9 +30,12 @@ void config_defaults(struct config *cfg)
     cfg->connections_per_ip = DEFAULT_CONN_PER_IP;
     cfg->idle_timeout = DEFAULT_SMTP_TIMEOUT;
     cfg->auth_failures = 3;
+    cfg->pop3_expire = -1;
     cfg->delivery_port = 25;
     cfg->retry_max_age = 5 * 86400;
     cfg->relay_port = 587;
+    cfg->dmarc_reports = true;
+    cfg->dmarc_report_interval = 86400;
     filter_config_defaults(&cfg->filter);
 }
 
@@ -208,6 +211,37 @@ static int key_limits(struct load_ctx *lc, int line, const char *name, const cha
     return -1;
 }
 
+/* [dmarc]: the aggregate reports we send (RFC 7489 7.2). */
+static int key_dmarc(struct load_ctx *lc, int line, const char *name, const char *value)
+{
+    struct config *cfg = lc->cfg;
+    if (strcmp(name, "reports") == 0)
+        return set_bool(lc, line, &cfg->dmarc_reports, value);
+    if (strcmp(name, "report_interval") == 0) {
+        uint64_t v;
+        if (set_duration(lc, line, &v, value) < 0)
+            return -1;
+        if (v < 1 || v > 7 * 86400) {
+            load_error(lc, line, "bad report_interval '%s' (expected 1s to 7d)", value);
+            return -1;
+        }
+        cfg->dmarc_report_interval = v;
+        return 0;
+    }
+    if (strcmp(name, "report_from") == 0) {
+        const char *at = strchr(value, '@');
+        if (at == NULL || at == value || at[1] == '\0' || strpbrk(value, " \t<>\"") != NULL) {
+            load_error(lc, line, "bad report_from '%s' (expected an address local@domain)", value);
+            return -1;
+        }
+        return set_string(lc, line, cfg->dmarc_report_from, sizeof(cfg->dmarc_report_from), value);
+    }
+    if (strcmp(name, "org_name") == 0)
+        return set_string(lc, line, cfg->dmarc_org_name, sizeof(cfg->dmarc_org_name), value);
+    load_error(lc, line, "unknown key '%s' in [dmarc]", name);
+    return -1;
+}
+
 static int key_section(struct load_ctx *lc, int line, const char *section, const char *name,
                        const char *value)
 {
@@ -241,6 +275,15 @@ static int key_section(struct load_ctx *lc, int line, const char *section, const
     } else if (strcmp(section, "auth") == 0) {
         if (strcmp(name, "plaintext_loopback") == 0)
             return set_bool(lc, line, &cfg->plaintext_loopback, value);
+    } else if (strcmp(section, "pop3") == 0) {
+        if (strcmp(name, "expire") == 0 && strcasecmp(value, "never") == 0) {
+            cfg->pop3_expire = -1;
+            return 0;
+        }
+        if (strcmp(name, "expire") == 0)
+            return set_int(lc, line, &cfg->pop3_expire, value, 0, 36500);
+        if (strcmp(name, "login_delay") == 0)
+            return set_duration(lc, line, &cfg->pop3_login_delay, value);
     } else if (strcmp(section, "delivery") == 0) {
         if (strcmp(name, "port") == 0)
             return set_int(lc, line, &cfg->delivery_port, value, 1, 65535);
@@ -256,6 +299,8 @@ static int key_section(struct load_ctx *lc, int line, const char *section, const
         if (strcmp(name, "password_file") == 0)
             return set_string(lc, line, cfg->relay_password_file,
                               sizeof(cfg->relay_password_file), value);
+    } else if (strcmp(section, "dmarc") == 0) {
+        return key_dmarc(lc, line, name, value);
     } else if (strncmp(section, "dkim ", 5) == 0) {
         struct dkim_domain_cfg *d = &cfg->dkim[cfg->n_dkim - 1];
         if (strcmp(name, "selector") == 0)
@@ -277,7 +322,7 @@ static int key_section(struct load_ctx *lc, int line, const char *section, const
 }
 
 static const char *const known_sections[] = {
-    "listen", "tls", "dns", "limits", "auth", "delivery", "relay", NULL,
+    "listen", "tls", "dns", "limits", "auth", "pop3", "delivery", "relay", "dmarc", NULL,
 };
 
 /* A section header, seen by the line reader (Debian's inih does not report

@@ -54,6 +54,11 @@ struct config {
 
     bool plaintext_loopback;      /* AUTH without TLS allowed from loopback */
 
+    /* [pop3]: RFC 2449 EXPIRE and LOGIN-DELAY policy (src/pop3) */
+    int pop3_expire;              /* days; -1 = never (default), 0 = retrieved
+                                     messages are removed at QUIT */
+    uint64_t pop3_login_delay;    /* seconds between logins of an account; 0 = any */
+
     int delivery_port;
     uint64_t retry_max_age;
 
@@ -64,6 +69,12 @@ struct config {
 
     struct dkim_domain_cfg dkim[16];
     int n_dkim;
+
+    /* [dmarc]: aggregate reports (src/auth/dmarc_report.c) */
+    bool dmarc_reports;           /* send them (default yes) */
+    uint64_t dmarc_report_interval; /* seconds per report window (default 1d) */
+    char dmarc_report_from[320];  /* "" = noreply-dmarc@ the first domain */
+    char dmarc_org_name[256];     /* "" = hostname */
 
     /* [greylist], [lists], [dnsbl NAME], [dnswl NAME], [postscreen], [spam],
      * [rspamd], [ratelimit]: the anti-spam engine's own (filter_config.h) */

@@ -361,3 +361,24 @@ def test_check_nonexistent_domain(env):
     rc, found, out = check(env, "nowhere.test")
     assert rc == 1 and has(found, "FAIL", "mx", "does not exist"), out
     assert run(env.conf, ["check"], check=False).returncode == 64
+
+
+# ------------------------------------------------------------ [dmarc] keys
+
+def test_dmarc_config_keys(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text("hostname = mx.example.org\ndata_dir = %s\n[dmarc]\nreports = no\n"
+                    "report_interval = 1h\nreport_from = dmarc@example.org\n"
+                    "org_name = Example Org\n" % (tmp_path / "data"))
+    p = run(str(good), ["config", "check"])
+    assert p.returncode == 0
+    bad = tmp_path / "bad.conf"
+    bad.write_text("hostname = mx.example.org\ndata_dir = %s\n[dmarc]\nreport_interval = 0s\n"
+                   "report_from = nobody\nreports = maybe\nsurprise = 1\n" % (tmp_path / "data"))
+    p = run(str(bad), ["config", "check"], check=False)
+    err = p.stderr.decode()
+    assert p.returncode == 78, (p.returncode, err)
+    assert "bad.conf:4: bad report_interval '0s'" in err, err
+    assert "bad.conf:5: bad report_from 'nobody'" in err, err
+    assert "bad.conf:6: bad boolean 'maybe'" in err, err
+    assert "bad.conf:7: unknown key 'surprise' in [dmarc]" in err, err

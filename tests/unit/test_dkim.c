@@ -40,6 +40,98 @@ static void canon_body(struct strbuf *out, enum dkim_canon c, const char *in, si
     dkim_body_final(&bc);
 }
 
+/* RFC 6376 3.4.3 / 3.4.4 written the plain way, line by line, as the
+ * reference for the streaming canonicalizer on random bodies. */
+static size_t ref_body_canon(enum dkim_canon c, const char *in, size_t len, char *out)
+{
+    size_t o = 0, pending = 0, pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(in + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - in) : len, e = end;
+        if (nl && e > pos && in[e - 1] == '\r')
+            e--;
+        size_t start = o;
+        bool prev_wsp = false;
+        for (size_t i = pos; i < e; i++) {
+            bool wsp = in[i] == ' ' || in[i] == '\t';
+            if (c == DKIM_CANON_RELAXED && wsp) {
+                if (!prev_wsp)
+                    out[o++] = ' ';
+            } else {
+                out[o++] = in[i];
+            }
+            prev_wsp = wsp;
+        }
+        if (c == DKIM_CANON_RELAXED)
+            while (o > start && out[o - 1] == ' ')
+                o--;
+        if (o == start) {
+            if (nl)
+                pending++;
+        } else {
+            memmove(out + start + 2 * pending, out + start, o - start);
+            for (size_t k = 0; k < pending; k++)
+                memcpy(out + start + 2 * k, "\r\n", 2);
+            o += 2 * pending;
+            pending = 0;
+            out[o++] = '\r';
+            out[o++] = '\n';
+        }
+        pos = nl ? end + 1 : len;
+    }
+    if (c == DKIM_CANON_SIMPLE && o == 0) {
+        out[o++] = '\r';
+        out[o++] = '\n';
+    }
+    return o;
+}
+
+/* Random bodies (long lines past the canonicalizer's buffer, WSP runs,
+ * stray CRs, empty lines) fed whole, in random pieces and with l=: every
+ * way gives the reference's bytes. */
+static void test_body_canon_random(void)
+{
+    static const char alphabet[] = "ab  \t\t\r\n\n.";
+    struct strbuf got;
+    strbuf_init(&got, 1 << 20);
+    char *in = malloc(40000), *ref = malloc(200000);
+    unsigned seed = 12345;
+    for (int round = 0; round < 400; round++) {
+        size_t len = (size_t)(rand_r(&seed) % (round % 10 == 0 ? 40000 : 300));
+        /* every 20th body: lines of ~10 KB, longer than the buffer */
+        int spread = round % 20 == 0 ? 20000 : round % 3 == 0 ? 400 : (int)sizeof(alphabet) - 1;
+        for (size_t i = 0; i < len; i++) {
+            int r = rand_r(&seed) % spread;
+            in[i] = r < (int)sizeof(alphabet) - 1 ? alphabet[r] : (r % 2 ? 'x' : ' ');
+        }
+        for (int ci = 0; ci < 2; ci++) {
+            enum dkim_canon c = ci ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
+            size_t rlen = ref_body_canon(c, in, len, ref);
+            canon_body(&got, c, in, len, false, false, 0);
+            CHECK(got.len == rlen && memcmp(got.data, ref, rlen) == 0);
+            /* random pieces */
+            struct dkim_body_canon bc;
+            strbuf_reset(&got);
+            strbuf_append(&got, "", 0);
+            dkim_body_init(&bc, c, false, 0, sb_sink, &got);
+            for (size_t i = 0; i < len;) {
+                size_t n = 1 + (size_t)(rand_r(&seed) % 700);
+                n = n > len - i ? len - i : n;
+                dkim_body_feed(&bc, in + i, n);
+                i += n;
+            }
+            dkim_body_final(&bc);
+            CHECK(got.len == rlen && memcmp(got.data, ref, rlen) == 0);
+            uint64_t l = rlen ? (uint64_t)(rand_r(&seed) % rlen) : 0;
+            canon_body(&got, c, in, len, false, true, l);
+            CHECK(got.len == l && memcmp(got.data, ref, (size_t)l) == 0);
+        }
+    }
+    free(in);
+    free(ref);
+    strbuf_free(&got);
+}
+
 static void test_body_canon(void)
 {
     static const struct {
@@ -1003,6 +1095,7 @@ int main(void)
     ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     CHECK(rsa2048 && rsa1024 && rsa512 && ed);
     RUN(test_body_canon);
+    RUN(test_body_canon_random);
     RUN(test_empty_body_hashes);
     RUN(test_header_canon);
     RUN(test_msg_index);

@@ -21,7 +21,11 @@
       opt.body = JSON.stringify(body);
     }
     return fetch(path, opt).then((r) => {
-      if (!r.ok) return r.text().then((t) => { throw new Error(t || r.statusText); });
+      if (!r.ok) return r.text().then((t) => {
+        let msg = t;
+        try { msg = JSON.parse(t).Error || t; } catch (e) { /* plain text */ }
+        throw new Error(msg || r.statusText);
+      });
       const ct = r.headers.get("Content-Type") || "";
       return ct.indexOf("json") >= 0 ? r.json() : r.text();
     });
@@ -50,7 +54,14 @@
     const path = state.query
       ? "/api/v1/search?query=" + encodeURIComponent(state.query) + "&start=" + state.start + "&limit=" + PAGE
       : "/api/v1/messages?start=" + state.start + "&limit=" + PAGE;
-    return api("GET", path).then(renderList).catch((e) => { $("count").textContent = e.message; });
+    return api("GET", path).then(renderList).catch((e) => {
+      /* a refused search: no stale rows, the server's reason instead */
+      state.messages = [];
+      $("message-list").replaceChildren();
+      $("empty").hidden = true;
+      $("count").textContent = e.message;
+      $("count").classList.add("error");
+    });
   }
   function renderList(data) {
     state.messages = data.messages || [];
@@ -86,6 +97,7 @@
     $("unread").textContent = n;
     $("unread").classList.toggle("zero", n === 0);
     document.title = (n ? "(" + n + ") " : "") + "postel capture";
+    $("count").classList.remove("error");
     const from = state.messages.length ? state.start + 1 : 0;
     $("count").textContent = from + "–" + (state.start + state.messages.length) + " of " +
       data.messages_count + (state.query ? " matching" : "") + " (" + data.total + " total)";
@@ -195,7 +207,9 @@
     line(au, c.Auth.SPF.Aligned ? "good" : "sev-warning", "SPF: " + (c.Auth.SPF.Aligned ? "aligned" : "not aligned") + " — " + c.Auth.SPF.Note);
     line(au, c.Auth.DKIM.Signatures.length ? "good" : "sev-warning", "DKIM: " + c.Auth.DKIM.Note);
     for (const s of c.Auth.DKIM.Signatures) line(au, "", "  d=" + s.Domain + " s=" + s.Selector + " a=" + s.Algorithm + (s.Aligned ? " (aligned)" : " (not aligned)") + ": " + s.Result);
-    line(au, c.Auth.DMARC.WouldAlign ? "good" : "bad", "DMARC: " + c.Auth.DMARC.Note);
+    const dmarcOk = c.Auth.DMARC.Result ? c.Auth.DMARC.Result === "pass" : c.Auth.DMARC.WouldAlign;
+    line(au, dmarcOk ? "good" : "bad", "DMARC: " + c.Auth.DMARC.Note +
+      (c.Auth.DMARC.Policy ? " (policy: " + c.Auth.DMARC.Policy + ")" : ""));
     if (c.Auth.AuthenticationResults) line(au, "muted", "Authentication-Results: " + c.Auth.AuthenticationResults);
     box.appendChild(au);
     const h = section("HTML compatibility (" + c.HTML.Warnings.length + " warnings)");

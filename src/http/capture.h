@@ -28,13 +28,29 @@ struct mime_part;
 #define CAPTURE_DECODE_MAX (64u << 20)          /* decoded part cap */
 #define CAPTURE_PROVIDER_LIMIT (25u << 20)      /* Gmail/Outlook size limit */
 
+/* How released messages reach the relay (capture_release.c). */
+enum capture_relay_tls {
+    CAPTURE_RELAY_STARTTLS,       /* STARTTLS when offered (default) */
+    CAPTURE_RELAY_REQUIRE,        /* STARTTLS or fail */
+    CAPTURE_RELAY_SMTPS,          /* implicit TLS */
+    CAPTURE_RELAY_OFF             /* plain text only */
+};
+struct capture_relay {
+    char addr[300];               /* "host:port", "" = release not configured */
+    enum capture_relay_tls tls;
+    bool insecure;                /* do not verify the relay's certificate */
+    char user[256];               /* AUTH user name, "" = no AUTH */
+    char pass[256];
+};
+
 /* Settings of the capture web side (set by cli_capture before server_run). */
 struct capture_settings {
     struct store *store;          /* the capture store handle */
     int64_t account_id;           /* CAPTURE_ACCOUNT's id */
     int max_messages;             /* prune past this (0: no limit) */
-    char relay[300];              /* "host:port" for release, "" = none */
+    struct capture_relay relay;   /* for release */
     char smtp_addr[300];          /* shown by /api/v1/info and the UI */
+    char dns[300];                /* --dns: "host:port", "system", "" = no DNS checks */
     const char *version;
 };
 
@@ -86,8 +102,9 @@ int64_t capture_parse_date(const char *s);
 
 struct capture_query;
 /* Parses a Mailpit-style search ("from:a subject:\"x y\" is:unread -foo
- * has:attachment before:2024-01-02 after:... free text"). NULL: OOM. */
-struct capture_query *capture_query_parse(const char *q);
+ * has:attachment before:2024-01-02 after:... free text").  NULL with
+ * *error_r set (a message for a 400 reply, or "out of memory"). */
+struct capture_query *capture_query_parse(const char *q, const char **error_r);
 void capture_query_free(struct capture_query *q);
 bool capture_query_match(const struct capture_query *q, const struct capture_meta *m, bool read);
 
@@ -100,6 +117,11 @@ json_t *capture_check_links(const struct mime_message *msg);
 json_t *capture_check_spam(const struct mime_message *msg);
 json_t *capture_check_auth(const struct mime_message *msg);
 json_t *capture_check_size(uint64_t size);
+/* With DNS (nameserver "host:port" or "system"): verifies the DKIM
+ * signatures of data and evaluates DMARC (DKIM only), updating the object
+ * capture_check_auth() made.  Blocking: call from the pool. */
+void capture_check_auth_verify(json_t *auth, const char *data, size_t len,
+                               const char *nameserver);
 
 /* ---- capture_api.c ---- */
 
@@ -111,11 +133,14 @@ void capture_on_commit(void *arg, const char *queue_id);
 int capture_cache_warm(void);
 
 /* ---- capture_release.c ---- */
-/* Sends data to relay ("host:port") over plain SMTP (STARTTLS when
- * offered), blocking: call from the pool.  0, or -1 with err filled. */
-int capture_smtp_send(const char *relay, const char *helo, const char *from,
+/* Sends data to the relay (TLS and AUTH as configured, see the file's
+ * head), blocking: call from the pool.  0, or -1 with err filled. */
+int capture_smtp_send(const struct capture_relay *relay, const char *helo, const char *from,
                       const char *const *rcpts, size_t n_rcpts, const char *data, size_t len,
                       char *err, size_t err_size);
+const char *capture_relay_tls_name(enum capture_relay_tls t);
+/* "starttls", "require", "smtps", "off"; 0 or -1. */
+int capture_relay_tls_parse(const char *s, enum capture_relay_tls *t);
 
 /* ---- web_assets.c ---- */
 struct web_asset {

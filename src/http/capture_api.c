@@ -334,9 +334,10 @@ static void h_search_get(struct http_exchange *x)
 {
     char qs[2048] = "";
     http_query_get(x->req->query, "query", qs, sizeof(qs));
-    struct capture_query *q = capture_query_parse(qs);
+    const char *why;
+    struct capture_query *q = capture_query_parse(qs, &why);
     if (q == NULL) {
-        http_reply_text(x, 500, "out of memory");
+        http_reply_text(x, strcmp(why, "out of memory") == 0 ? 500 : 400, "bad query: %s", why);
         return;
     }
     list_reply(x, q);
@@ -385,9 +386,18 @@ static void h_search_delete(struct http_exchange *x)
 {
     char qs[2048] = "";
     http_query_get(x->req->query, "query", qs, sizeof(qs));
-    struct capture_query *q = capture_query_parse(qs);
+    if (qs[strspn(qs, " \t")] == '\0') {
+        http_reply_text(x, 400, "a query is required (DELETE /api/v1/messages deletes all)");
+        return;
+    }
+    const char *why;
+    struct capture_query *q = capture_query_parse(qs, &why);
+    if (q == NULL) {
+        http_reply_text(x, strcmp(why, "out of memory") == 0 ? 500 : 400, "bad query: %s", why);
+        return;
+    }
     struct store_msg_list list;
-    if (q == NULL || list_load(x, &list) < 0) {
+    if (list_load(x, &list) < 0) {
         capture_query_free(q);
         return;
     }
@@ -440,8 +450,21 @@ static void h_messages_put(struct http_exchange *x)
     }
     bool read = json_is_true(json_object_get(body, "Read"));
     json_t *ids = body_ids(body);
+    /* newer Mailpit: {"Read": true, "Search": "query"} marks the matches */
+    const char *search = json_string_value(json_object_get(body, "Search"));
+    struct capture_query *q = NULL;
+    if (search && search[strspn(search, " \t")] != '\0' && ids == NULL) {
+        const char *why;
+        if ((q = capture_query_parse(search, &why)) == NULL) {
+            json_decref(body);
+            http_reply_text(x, strcmp(why, "out of memory") == 0 ? 500 : 400, "bad query: %s",
+                            why);
+            return;
+        }
+    }
     struct store_msg_list list;
     if (list_load(x, &list) < 0) {
+        capture_query_free(q);
         json_decref(body);
         return;
     }
@@ -457,6 +480,12 @@ static void h_messages_put(struct http_exchange *x)
             json_array_foreach(ids, k, v)
                 if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
                     want = true;
+        if (want && q) {
+            pthread_mutex_lock(&cache_lock);
+            struct capture_meta *m = meta_get(&list.msgs[i]);
+            want = m && capture_query_match(q, m, (list.msgs[i].flags & STORE_FLAG_SEEN) != 0);
+            pthread_mutex_unlock(&cache_lock);
+        }
         if (want) {
             uids[n++] = list.msgs[i].uid;
             json_array_append_new(changed, json_string(id));
@@ -465,6 +494,7 @@ static void h_messages_put(struct http_exchange *x)
     int rc = uids ? set_read(&list, uids, n, read) : -1;
     free(uids);
     store_msg_list_free(&list);
+    capture_query_free(q);
     json_decref(body);
     if (rc < 0) {
         json_decref(changed);
@@ -595,7 +625,63 @@ static void check_reply(struct http_exchange *x, check_fn *fn)
 static void h_html_check(struct http_exchange *x) { check_reply(x, capture_check_html); }
 static void h_link_check(struct http_exchange *x) { check_reply(x, capture_check_links); }
 static void h_sa_check(struct http_exchange *x) { check_reply(x, capture_check_spam); }
-static void h_auth_check(struct http_exchange *x) { check_reply(x, capture_check_auth); }
+/* With --dns the authentication part is finished on the pool (DNS). */
+struct verify_job {
+    struct http_exchange *x;
+    json_t *reply;                /* what is sent */
+    json_t *auth;                 /* borrowed: the Auth object inside reply */
+    char *data;
+    size_t len;
+};
+
+static void verify_work(void *arg)
+{
+    struct verify_job *j = arg;
+    capture_check_auth_verify(j->auth, j->data, j->len, cs.dns);
+}
+
+static void verify_done(void *arg)
+{
+    struct verify_job *j = arg;
+    http_reply_json(j->x, 200, j->reply);
+    free(j->data);
+    free(j);
+}
+
+/* Replies reply, after the DNS checks of auth when --dns is on; takes
+ * reply and the loaded message. */
+static void auth_reply(struct http_exchange *x, json_t *reply, json_t *auth, struct loaded *l)
+{
+    if (cs.dns[0] == '\0' || reply == NULL || auth == NULL) {
+        loaded_free(l);
+        http_reply_json(x, 200, reply);
+        return;
+    }
+    struct verify_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        loaded_free(l);
+        http_reply_json(x, 200, reply);
+        return;
+    }
+    j->x = x;
+    j->reply = reply;
+    j->auth = auth;
+    j->data = l->data;            /* the job owns the bytes now */
+    j->len = l->len;
+    l->data = NULL;
+    loaded_free(l);
+    http_defer(x);
+    pool_submit(http_exchange_base(x), verify_work, verify_done, j);
+}
+
+static void h_auth_check(struct http_exchange *x)
+{
+    struct loaded l;
+    if (load_message(x, &l) < 0)
+        return;
+    json_t *a = capture_check_auth(l.msg);
+    auth_reply(x, a, a, &l);
+}
 
 /* GET /api/v1/message/{ID}/checks: every check in one object (postel). */
 static void h_checks(struct http_exchange *x)
@@ -604,20 +690,20 @@ static void h_checks(struct http_exchange *x)
     if (load_message(x, &l) < 0)
         return;
     json_t *o = json_object();
+    json_t *a = capture_check_auth(l.msg);
     json_object_set_new(o, "HTML", capture_check_html(l.msg));
     json_object_set_new(o, "Links", capture_check_links(l.msg));
     json_object_set_new(o, "Spam", capture_check_spam(l.msg));
-    json_object_set_new(o, "Auth", capture_check_auth(l.msg));
+    json_object_set_new(o, "Auth", a);
     json_object_set_new(o, "Size", capture_check_size(l.sm->size));
-    loaded_free(&l);
-    http_reply_json(x, 200, o);
+    auth_reply(x, o, a, &l);
 }
 
 /* ---- release ---- */
 
 struct release_job {
     struct http_exchange *x;
-    char relay[300];
+    const struct capture_relay *relay;
     char from[300];
     char **rcpts;
     size_t n_rcpts;
@@ -638,10 +724,10 @@ static void release_done(void *arg)
 {
     struct release_job *j = arg;
     if (j->rc == 0) {
-        log_info(NULL, "event=capture_release relay=%s rcpts=%zu", j->relay, j->n_rcpts);
+        log_info(NULL, "event=capture_release relay=%s rcpts=%zu", j->relay->addr, j->n_rcpts);
         http_reply(j->x, 200, "text/plain; charset=utf-8", "ok", 2);
     } else {
-        log_warn(NULL, "event=capture_release_failed relay=%s error=\"%s\"", j->relay, j->err);
+        log_warn(NULL, "event=capture_release_failed relay=%s error=\"%s\"", j->relay->addr, j->err);
         http_reply_text(j->x, 502, "release failed: %s", j->err);
     }
     for (size_t i = 0; i < j->n_rcpts; i++)
@@ -673,10 +759,24 @@ static size_t skip_store_prefix(const char *d, size_t len, char *from, size_t fr
     return off;
 }
 
+/* A release recipient: local@domain, printable ASCII or UTF-8, nothing
+ * that could end the RCPT command or its path. */
+static bool release_addr_ok(const char *a)
+{
+    size_t n = strlen(a);
+    const char *at = strrchr(a, '@');
+    if (n < 3 || n > 254 || at == NULL || at == a || at[1] == '\0')
+        return false;
+    for (const unsigned char *c = (const unsigned char *)a; *c; c++)
+        if (*c <= ' ' || *c == 0x7f || *c == '<' || *c == '>' || *c == ',')
+            return false;
+    return true;
+}
+
 /* POST /api/v1/message/{ID}/release {"To": ["a@b", ...]} */
 static void h_release(struct http_exchange *x)
 {
-    if (cs.relay[0] == '\0') {
+    if (cs.relay.addr[0] == '\0') {
         http_reply_text(x, 400, "message release is not configured (start with --relay HOST:PORT)");
         return;
     }
@@ -685,9 +785,17 @@ static void h_release(struct http_exchange *x)
     if (bad)
         return;
     json_t *to = body ? json_object_get(body, "To") : NULL;
-    if (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > 100) {
+    bool to_ok = json_is_array(to) && json_array_size(to) > 0 && json_array_size(to) <= 100;
+    size_t k;
+    json_t *v;
+    json_array_foreach(to_ok ? to : NULL, k, v) {
+        const char *a = json_string_value(v);
+        if (a == NULL || !release_addr_ok(a))
+            to_ok = false;
+    }
+    if (!to_ok) {
         json_decref(body);
-        http_reply_text(x, 400, "expected {\"To\": [\"address\", ...]}");
+        http_reply_text(x, 400, "expected {\"To\": [\"address\", ...]} with 1 to 100 addresses");
         return;
     }
     struct loaded l;
@@ -697,23 +805,16 @@ static void h_release(struct http_exchange *x)
     }
     struct release_job *j = calloc(1, sizeof(*j));
     j->x = x;
-    snprintf(j->relay, sizeof(j->relay), "%s", cs.relay);
+    j->relay = &cs.relay;
     size_t off = skip_store_prefix(l.data, l.len, j->from, sizeof(j->from));
     j->len = l.len - off;
     j->data = malloc(j->len + 1);
     memcpy(j->data, l.data + off, j->len);
     j->rcpts = calloc(json_array_size(to), sizeof(char *));
-    size_t k;
-    json_t *v;
     json_array_foreach(to, k, v)
-        if (json_is_string(v) && !strpbrk(json_string_value(v), "<>\r\n "))
-            j->rcpts[j->n_rcpts++] = strdup(json_string_value(v));
+        j->rcpts[j->n_rcpts++] = strdup(json_string_value(v));
     json_decref(body);
     loaded_free(&l);
-    if (j->n_rcpts == 0) {
-        release_done(j); /* replies 502: no valid recipient */
-        return;
-    }
     http_defer(x);
     pool_submit(http_exchange_base(x), release_work, release_done, j);
 }
@@ -977,8 +1078,8 @@ static void h_info(struct http_exchange *x)
 static void h_webui(struct http_exchange *x)
 {
     json_t *o = json_pack("{s:s,s:{s:b,s:s,s:s,s:s,s:s,s:s,s:b},s:b,s:b,s:b,s:b,s:s,s:I}",
-                          "Label", "postel capture", "MessageRelay", "Enabled", cs.relay[0] != '\0',
-                          "SMTPServer", cs.relay, "ReturnPath", "", "AllowedRecipients", "",
+                          "Label", "postel capture", "MessageRelay", "Enabled", cs.relay.addr[0] != '\0',
+                          "SMTPServer", cs.relay.addr, "ReturnPath", "", "AllowedRecipients", "",
                           "BlockedRecipients", "", "OverrideFrom", "", "PreserveMessageIDs", 1,
                           "SpamAssassin", 1, "ChaosEnabled", 0, "DuplicatesIgnored", 0,
                           "HideDeleteAllButton", 0, "SMTPServer", cs.smtp_addr, "MaxMessages",
@@ -1050,6 +1151,12 @@ static void h_view(struct http_exchange *x)
     }
     strbuf_free(&out);
     loaded_free(&l);
+}
+
+/* GET /api/v1/tags: tags are not implemented, so there are none. */
+static void h_tags(struct http_exchange *x)
+{
+    http_reply_json(x, 200, json_array());
 }
 
 /* ---- static UI ---- */
@@ -1149,6 +1256,7 @@ void capture_api_register(const struct capture_settings *settings)
     http_route("GET", "/api/v1/message/{}/checks", h_checks, NULL);
     http_route("POST", "/api/v1/message/{}/release", h_release, NULL);
     http_route("POST", "/api/v1/send", h_send, NULL);
+    http_route("GET", "/api/v1/tags", h_tags, NULL);
     http_route("GET", "/api/v1/info", h_info, NULL);
     http_route("GET", "/api/v1/webui", h_webui, NULL);
     http_route("GET", "/api/v1/events", h_events, NULL);

@@ -321,6 +321,17 @@ void http_reply_text(struct http_exchange *x, int status, const char *fmt, ...)
         n = 0;
     if ((size_t)n >= sizeof(buf) - 1)
         n = (int)sizeof(buf) - 2;
+    /* API errors are JSON: {"Error": "..."} */
+    if (status >= 400 && x->req && strncmp(x->req->path, "/api/", 5) == 0) {
+        json_t *j = json_pack("{s:s%}", "Error", buf, (size_t)n);
+        char *js = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        json_decref(j);
+        if (js != NULL) {
+            http_reply(x, status, "application/json; charset=utf-8", js, strlen(js));
+            free(js);
+            return;
+        }
+    }
     buf[n++] = '\n';
     http_reply(x, status, "text/plain; charset=utf-8", buf, (size_t)n);
 }

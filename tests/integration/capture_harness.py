@@ -12,7 +12,8 @@ import harness
 
 
 class CaptureServer:
-    def __init__(self, tmpdir, name="capture", max_messages=None, relay=None):
+    def __init__(self, tmpdir, name="capture", max_messages=None, relay=None, extra_args=(),
+                 env=None):
         self.dir = str(tmpdir)
         os.makedirs(self.dir, exist_ok=True)
         self.data_dir = os.path.join(self.dir, name + "-data")
@@ -21,6 +22,8 @@ class CaptureServer:
         self.http_port = harness.free_port()
         self.max = max_messages
         self.relay = relay
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
         self.proc = None
         self.base = "http://127.0.0.1:%d" % self.http_port
 
@@ -31,12 +34,14 @@ class CaptureServer:
             a += ["--max", str(self.max)]
         if self.relay:
             a += ["--relay", self.relay]
-        return a
+        return a + self.extra_args
 
     def start(self):
         self.log = open(self.log_path, "ab")
+        env = harness.clean_env()
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(self.args(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=harness.clean_env(), cwd=self.dir)
+                                     env=env, cwd=self.dir)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -79,7 +84,10 @@ class CaptureServer:
                 payload = r.read()
                 return r.status, dict(r.headers), payload if raw else _decode(r, payload)
         except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read().decode("utf-8", "replace")
+            payload = e.read()
+            if "json" in e.headers.get("Content-Type", ""):
+                return e.code, dict(e.headers), json.loads(payload)
+            return e.code, dict(e.headers), payload.decode("utf-8", "replace")
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -4,9 +4,11 @@ import os
 import smtplib
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from email.message import EmailMessage
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from capture_harness import CaptureServer, capture_available  # noqa: E402
+from fakemta import FakeMTA  # noqa: E402
 
 why = capture_available()
 pytestmark = pytest.mark.skipif(why is not None, reason=why or "")
@@ -64,6 +67,38 @@ def test_smtp_accepts_anything(cap):
     # unauthenticated, unknown domains: still accepted, never relayed
     send(cap, make_message("t2"), login=False)
     cap.wait_count(2)
+
+
+def test_auth_file_limits_credentials(tmp_path):
+    hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "capturetest", "hashed pw"],
+                            capture_output=True, check=True).stdout.decode().strip()
+    auth = tmp_path / "auth"
+    auth.write_text("# test users\napp:plain pw\n\nci:%s\n" % hashed)
+    cap = CaptureServer(tmp_path / "cap", extra_args=["--auth-file", str(auth)]).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", cap.smtp_port, timeout=10) as s:
+            s.ehlo("client.test")
+            code, _ = s.mail("x@example.com")
+            assert code == 530                      # AUTH is required now
+        for user, pw in (("app", "wrong"), ("nobody", "plain pw"), ("ci", hashed)):
+            with smtplib.SMTP("127.0.0.1", cap.smtp_port, timeout=10) as s:
+                with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+                    s.login(user, pw)
+                assert e.value.smtp_code == 535
+        for user, pw in (("app", "plain pw"), ("ci", "hashed pw")):
+            with smtplib.SMTP("127.0.0.1", cap.smtp_port, timeout=10) as s:
+                s.login(user, pw)
+                s.send_message(make_message("from " + user))
+        cap.wait_count(2)
+        assert sorted(m["Subject"] for m in cap.messages()["messages"]) == ["from app", "from ci"]
+    finally:
+        assert cap.stop() == 0
+    for text in ("no colon here\n", "", ":nouser\n", "user:\n"):
+        auth.write_text(text)
+        p = subprocess.run([harness.POSTEL_BIN, "capture", "--auth-file", str(auth), "--data",
+                            str(tmp_path / "d")], capture_output=True, timeout=10,
+                           env=harness.clean_env())
+        assert p.returncode == 64 and b"postel capture:" in p.stderr, (text, p.stderr)
 
 
 def test_list_get_headers_raw_part(cap):
@@ -137,6 +172,39 @@ def test_search(cap):
     assert len(cap.messages("is:read")["messages"]) == 1
 
 
+def test_errors_are_json(cap):
+    send(cap, make_message("keep me"))
+    cap.wait_count(1)
+    for path in ("/api/v1/message/ffffffffffffffff", "/api/v1/message/nope/headers",
+                 "/api/v1/message/ffffffffffffffff/raw", "/api/v1/message/latest/part/7",
+                 "/api/v1/nothing-here"):
+        status, headers, body = cap.get(path)
+        assert status == 404, path
+        assert headers["Content-Type"].startswith("application/json"), path
+        assert isinstance(body, dict) and body["Error"], (path, body)
+    bad = {"before:yesterday": "before:", "after:2024-13-01": "after:",
+           "after:2024-01-01x": "after:", "larger:huge": "larger:", "smaller:-5": "smaller:",
+           'subject:"open quote': "quote", "is:starred": "is:", "has:wings": "has:",
+           " ".join("w%d" % i for i in range(40)): "too many"}
+    for q, word in bad.items():
+        for method in ("GET", "DELETE"):
+            status, headers, body = cap.request(method, "/api/v1/search?query=" +
+                                                urllib.parse.quote(q))
+            assert status == 400, (method, q, status, body)
+            assert headers["Content-Type"].startswith("application/json")
+            assert word in body["Error"], (q, body)
+    # DELETE by search needs a query; nothing was deleted by any of the above
+    status, _, body = cap.request("DELETE", "/api/v1/search?query=")
+    assert status == 400 and "query" in body["Error"]
+    assert cap.messages()["total"] == 1
+    # good edge cases still work
+    assert len(cap.messages("larger:10 smaller:2M after:2020-02-29")["messages"]) == 1
+    assert cap.messages("larger:1.5M")["messages"] == []
+    # non-API paths keep plain-text errors
+    status, headers, _ = cap.get("/no-such-page")
+    assert status == 404 and headers["Content-Type"].startswith("text/plain")
+
+
 def test_mark_read_and_delete(cap):
     for i in range(4):
         send(cap, make_message("m%d" % i))
@@ -160,6 +228,69 @@ def test_mark_read_and_delete(cap):
     assert status == 200 and cap.messages()["total"] == 0
     status, _, _ = cap.request("PUT", "/api/v1/messages", {"IDs": []})
     assert status == 400
+
+
+def test_mark_read_by_search_and_tags(cap):
+    send(cap, make_message("alpha one", sender="a@one.example"))
+    send(cap, make_message("beta two", sender="b@two.example"))
+    send(cap, make_message("alpha three", sender="c@three.example"))
+    cap.wait_count(3)
+    status, _, _ = cap.request("PUT", "/api/v1/messages", {"Read": True, "Search": "subject:alpha"})
+    assert status == 200
+    assert sorted(m["Subject"] for m in cap.messages("is:read")["messages"]) == \
+        ["alpha one", "alpha three"]
+    status, _, body = cap.request("PUT", "/api/v1/messages", {"Read": True, "Search": "is:maybe"})
+    assert status == 400 and "is:" in body["Error"]
+    assert cap.messages()["unread"] == 1
+    assert cap.json("GET", "/api/v1/tags") == []
+
+
+def test_checks_verify_dkim_and_dmarc_with_dns(tmp_path):
+    import dkim
+    from dnsresponder import DNSResponder
+    key = tmp_path / "dkim.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    dns = DNSResponder({
+        "sel._domainkey.example.com": [{"TXT": "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()}],
+        "_dmarc.example.com": [{"TXT": "v=DMARC1; p=reject"}],
+    }).start()
+    cap = CaptureServer(tmp_path / "cap", extra_args=["--dns", "127.0.0.1:%d" % dns.port]).start()
+    try:
+        raw = make_message("Signed", text="signed body\n").as_bytes().replace(b"\n", b"\r\n")
+        sig = dkim.sign(raw, b"sel", b"example.com", key.read_bytes(),
+                        include_headers=[b"from", b"to", b"subject", b"date"])
+        good = sig + raw
+        bad = good.replace(b"signed body", b"forged body")
+        for data in (good, bad):
+            with smtplib.SMTP("127.0.0.1", cap.smtp_port, timeout=10) as s:
+                s.sendmail("alice@example.com", ["bob@example.org"], data)
+        cap.wait_count(2)
+        by_body = {}
+        for m in cap.messages()["messages"]:
+            text = cap.json("GET", "/api/v1/message/" + m["ID"])["Text"]
+            by_body["forged" if "forged" in text else "signed"] = m["ID"]
+        a = cap.json("GET", "/api/v1/message/%s/auth-check" % by_body["signed"])
+        assert a["Verified"] is True
+        assert a["DKIM"]["Signatures"][0]["Result"] == "pass", a
+        assert a["DKIM"]["Signatures"][0]["Domain"] == "example.com"
+        assert a["DMARC"]["Result"] == "pass" and a["DMARC"]["Policy"] == "reject", a
+        c = cap.json("GET", "/api/v1/message/%s/checks" % by_body["forged"])["Auth"]
+        assert c["DKIM"]["Signatures"][0]["Result"] == "fail", c
+        assert "body" in c["DKIM"]["Signatures"][0]["Reason"]
+        assert c["DMARC"]["Result"] == "fail" and c["DMARC"]["Policy"] == "reject", c
+        assert any(q[0].startswith("sel._domainkey.example.com") for q in dns.queries)
+    finally:
+        assert cap.stop() == 0
+        dns.stop()
+    # without --dns nothing is looked up and the signature is listed unverified
+    cap = CaptureServer(tmp_path / "cap").start()
+    try:
+        a = cap.json("GET", "/api/v1/message/%s/auth-check" % by_body["signed"])
+        assert "Verified" not in a and "not verified" in a["DKIM"]["Signatures"][0]["Result"]
+    finally:
+        assert cap.stop() == 0
 
 
 def test_send_api(cap):
@@ -188,7 +319,8 @@ def test_send_api(cap):
 
 def test_release_to_second_instance(tmp_path):
     target = CaptureServer(tmp_path / "target", name="target").start()
-    cap = CaptureServer(tmp_path / "cap", relay="127.0.0.1:%d" % target.smtp_port).start()
+    cap = CaptureServer(tmp_path / "cap", relay="127.0.0.1:%d" % target.smtp_port,
+                        extra_args=["--relay-insecure"]).start()
     try:
         assert cap.json("GET", "/api/v1/webui")["MessageRelay"]["Enabled"] is True
         send(cap, make_message("Release me", text="line\n.starts with a dot"))
@@ -207,6 +339,182 @@ def test_release_to_second_instance(tmp_path):
     finally:
         assert cap.stop() == 0
         assert target.stop() == 0
+
+
+def make_certs(d):
+    """A CA and a certificate for DNS:localhost signed by it, plus a
+    self-signed one for localhost; returns their paths."""
+    d = str(d)
+    os.makedirs(d, exist_ok=True)
+
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=d)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+         "-keyout", "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "leaf.key",
+         "-out", "leaf.csr")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    ossl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "leaf.pem")
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", "self.key", "-out", "self.pem")
+    return {k: os.path.join(d, k) for k in ("ca.pem", "leaf.pem", "leaf.key", "self.pem",
+                                             "self.key")}
+
+
+def server_ctx(cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def release(cap, to):
+    mid = cap.messages()["messages"][0]["ID"]
+    return cap.request("POST", "/api/v1/message/%s/release" % mid, {"To": to})
+
+
+def test_release_starttls_auth_with_verified_certificate(tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    mta = FakeMTA("127.0.0.1")
+    mta.tls = server_ctx(certs["leaf.pem"], certs["leaf.key"])
+    mta.auth = {"relayuser": "s3cret pass"}
+    mta.auth_required = True
+    mta.start()
+    # the CA is trusted through OpenSSL's SSL_CERT_FILE; the name checked is "localhost"
+    cap = CaptureServer(tmp_path / "cap", relay="localhost:%d" % mta.port,
+                        extra_args=["--relay-user", "relayuser", "--relay-tls", "require"],
+                        env={"POSTEL_RELAY_PASSWORD": "s3cret pass",
+                             "SSL_CERT_FILE": certs["ca.pem"]}).start()
+    try:
+        send(cap, make_message("Release over TLS"))
+        cap.wait_count(1)
+        status, _, body = release(cap, ["real@example.net", "second@example.net"])
+        assert status == 200, body
+        got = mta.wait_messages(1)
+        assert len(got) == 1
+        m = got[0]
+        assert m.tls is True and m.auth_user == "relayuser"
+        assert m.sender == "alice@example.com"
+        assert m.rcpt_addrs == ["real@example.net", "second@example.net"]
+        assert b"Subject: Release over TLS" in m.data
+        assert b"Delivered-To:" not in m.data.split(b"\r\n\r\n")[0]
+        assert not any(c.startswith("AUTH") and "s3cret" in c for c in mta.commands)
+        # a wrong password: the relay's reply comes back as 502
+        mta.auth = {"relayuser": "another"}
+        status, _, body = release(cap, ["real@example.net"])
+        assert status == 502 and "535" in str(body), body
+        assert len(mta.messages) == 1
+    finally:
+        assert cap.stop() == 0
+        mta.stop()
+
+
+def test_release_certificate_checked(tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    mta = FakeMTA("127.0.0.1")
+    mta.tls = server_ctx(certs["self.pem"], certs["self.key"])
+    mta.start()
+    cap = CaptureServer(tmp_path / "cap", relay="localhost:%d" % mta.port).start()
+    try:
+        send(cap, make_message("Untrusted relay"))
+        cap.wait_count(1)
+        status, _, body = release(cap, ["real@example.net"])
+        assert status == 502 and "not trusted" in str(body) and "--relay-insecure" in str(body), body
+        assert mta.messages == []
+    finally:
+        assert cap.stop() == 0
+    cap = CaptureServer(tmp_path / "cap", relay="localhost:%d" % mta.port,
+                        extra_args=["--relay-insecure"]).start()
+    try:
+        status, _, body = release(cap, ["real@example.net"])
+        assert status == 200, body
+        assert mta.wait_messages(1)[0].tls is True
+    finally:
+        assert cap.stop() == 0
+        mta.stop()
+
+
+def test_release_tls_modes_and_auth_login(tmp_path):
+    mta = FakeMTA("127.0.0.1").start()          # no STARTTLS, no AUTH
+    cap = CaptureServer(tmp_path / "req", relay="127.0.0.1:%d" % mta.port,
+                        extra_args=["--relay-tls", "require"]).start()
+    try:
+        send(cap, make_message("Needs TLS"))
+        cap.wait_count(1)
+        status, _, body = release(cap, ["real@example.net"])
+        assert status == 502 and "STARTTLS" in str(body), body
+        assert mta.messages == []
+    finally:
+        assert cap.stop() == 0
+    # default mode: plain text when STARTTLS is not offered; AUTH LOGIN only
+    # offered, allowed without TLS because the relay is on loopback
+    mta.auth = {"u": "p"}
+    mta.offered = lambda: list(mta.ehlo) + ["AUTH LOGIN"]
+    cap = CaptureServer(tmp_path / "plain", relay="127.0.0.1:%d" % mta.port,
+                        extra_args=["--relay-user", "u"], env={"POSTEL_RELAY_PASSWORD": "p"}).start()
+    try:
+        send(cap, make_message("Plain relay"))
+        cap.wait_count(1)
+        status, _, body = release(cap, ["real@example.net"])
+        assert status == 200, body
+        m = mta.wait_messages(1)[0]
+        assert m.tls is False and m.auth_user == "u"
+        assert any(c.upper().startswith("AUTH LOGIN") for c in mta.commands)
+    finally:
+        assert cap.stop() == 0
+        mta.stop()
+    # implicit TLS (smtps) to a second capture instance's --smtps listener
+    smtps_port = harness.free_port()
+    target = CaptureServer(tmp_path / "target", name="target",
+                           extra_args=["--smtps", "127.0.0.1:%d" % smtps_port]).start()
+    cap = CaptureServer(tmp_path / "smtps", relay="127.0.0.1:%d" % smtps_port,
+                        extra_args=["--relay-tls", "smtps", "--relay-insecure"]).start()
+    try:
+        send(cap, make_message("Over smtps"))
+        cap.wait_count(1)
+        status, _, body = release(cap, ["real@example.net"])
+        assert status == 200, body
+        target.wait_count(1)
+        assert target.messages()["messages"][0]["Subject"] == "Over smtps"
+        assert "with ESMTPS" in target.get("/api/v1/message/latest/raw")[2]
+    finally:
+        assert cap.stop() == 0
+        assert target.stop() == 0
+
+
+def test_release_bad_requests(tmp_path):
+    cap = CaptureServer(tmp_path, relay="127.0.0.1:9").start()
+    try:
+        send(cap, make_message("x"))
+        cap.wait_count(1)
+        for to in (["a b@example.net"], ["<a@example.net>"], ["noat"], [""], [], [1],
+                   ["a@example.net\r\nRCPT TO:<evil@example.net>"]):
+            status, _, body = release(cap, to)
+            assert status == 400, (to, status, body)
+        status, _, body = cap.request("POST", "/api/v1/message/%s/release" % ("f" * 16),
+                                      {"To": ["a@example.net"]})
+        assert status == 404
+        status, _, body = release(cap, ["a@example.net"])   # nothing listens on port 9
+        assert status == 502 and "cannot connect" in str(body), body
+    finally:
+        assert cap.stop() == 0
+
+
+def test_release_options_checked(tmp_path):
+    base = [harness.POSTEL_BIN, "capture", "--data", str(tmp_path / "d")]
+    for extra, env in ((["--relay", "nohostport"], {}),
+                       (["--relay", "127.0.0.1:25", "--relay-tls", "maybe"], {}),
+                       (["--relay", "127.0.0.1:25", "--relay-user", "u"], {}),
+                       (["--relay-user", "u"], {"POSTEL_RELAY_PASSWORD": "p"})):
+        e = harness.clean_env()
+        e.pop("POSTEL_RELAY_PASSWORD", None)
+        e.update(env)
+        p = subprocess.run(base + extra, capture_output=True, timeout=10, env=e)
+        assert p.returncode == 64, (extra, p.returncode, p.stderr)
+        assert b"postel capture:" in p.stderr
 
 
 def test_release_not_configured(cap):
@@ -234,11 +542,13 @@ def test_sse_event_on_arrival(cap):
     while b"\r\n\r\n" not in buf:
         buf += sock.recv(4096)
     assert b"text/event-stream" in buf
-    threading.Timer(0.2, lambda: send(cap, make_message("Live one"))).start()
+    sender = threading.Timer(0.2, lambda: send(cap, make_message("Live one")))
+    sender.start()
     deadline = time.time() + 10
     while b"event: new" not in buf and time.time() < deadline:
         buf += sock.recv(4096)
     sock.close()
+    sender.join(10)
     assert b"event: new" in buf and b"Live one" in buf
 
 
@@ -373,7 +683,6 @@ def chromium():
 def test_ui_in_headless_chromium(cap, tmp_path):
     send(cap, make_message("Shown in the browser", html="<p>rendered</p>"))
     cap.wait_count(1)
-    import subprocess
     # ?live=0: no event stream, so the virtual time budget can end
     args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
             "--disable-background-networking", "--no-first-run", "--virtual-time-budget=5000",

@@ -233,18 +233,64 @@ static void stuff_line_end(struct pop3_stuff *s, bool empty)
 }
 
 /* The common case (CRLF lines, no leading dots) passes whole chunks to
- * out in one call; runs are only cut where a byte is inserted. */
+ * out in one call; runs are only cut where a byte is inserted, and every
+ * byte passed to out except an inserted CR LF lies inside `in`. */
+/* RETR (no line counting): one memchr per line and two byte checks, the
+ * same output as the general loop below. */
+static size_t stuff_feed_retr(struct pop3_stuff *s, const char *in, size_t len,
+                              pop3_out_fn *out, void *arg)
+{
+    size_t i = 0, run = 0;
+    bool prev_cr = s->prev_cr;
+    if (s->line_start && in[0] == '.')
+        out(arg, in, 1); /* sent again with the run that starts at it */
+    s->line_start = false;
+    for (;;) {
+        const char *nl = memchr(in + i, '\n', len - i);
+        if (nl == NULL) {
+            prev_cr = in[len - 1] == '\r';
+            break;
+        }
+        size_t e = (size_t)(nl - in);
+        if (!(e > i ? in[e - 1] == '\r' : prev_cr)) {
+            /* bare LF: send CRLF */
+            if (e > run)
+                out(arg, in + run, e - run);
+            out(arg, "\r\n", 2);
+            run = e + 1;
+        }
+        i = e + 1;
+        prev_cr = false;
+        if (i == len) {
+            s->line_start = true;
+            break;
+        }
+        if (in[i] == '.') {
+            out(arg, in + run, i + 1 - run);
+            run = i;
+        }
+    }
+    if (len > run)
+        out(arg, in + run, len - run);
+    s->prev_cr = prev_cr;
+    return len;
+}
+
 size_t pop3_stuff_feed(struct pop3_stuff *s, const char *in, size_t len, pop3_out_fn *out,
                        void *arg)
 {
+    if (!s->top && !s->done)
+        return len > 0 ? stuff_feed_retr(s, in, len, out, arg) : 0;
     size_t i = 0, run = 0;
     while (i < len && !s->done) {
         if (s->line_start) {
             s->line_start = false;
             if (in[i] == '.') {
-                if (i > run)
-                    out(arg, in + run, i - run);
-                out(arg, ".", 1);
+                /* The doubled dot is the line's own dot sent twice: the
+                 * run so far ends with it and the next run starts at it,
+                 * so a caller that passes runs on by reference adds no
+                 * copied byte here. */
+                out(arg, in + run, i + 1 - run);
                 run = i;
             }
         }

@@ -74,7 +74,10 @@ struct pop3_stuff {
 
 void pop3_stuff_init(struct pop3_stuff *s, bool top, uint32_t lines);
 /* Encodes len bytes (any chunking gives the same output).  Returns the
- * bytes consumed: len, or less once TOP has what it needs (s->done). */
+ * bytes consumed: len, or less once TOP has what it needs (s->done).
+ * out gets runs of `in` (a dot-stuffed line's dot lies in two of them)
+ * and, for a bare LF only, a static "\r\n"; so a caller may keep
+ * references to the runs instead of copying them. */
 size_t pop3_stuff_feed(struct pop3_stuff *s, const char *in, size_t len, pop3_out_fn *out,
                        void *arg);
 /* Ends the response: a CRLF if the last line was not terminated, then the

@@ -17,7 +17,10 @@
  * end of the session; message numbers are those of the listing taken at
  * login; DELE only marks, and only QUIT in the TRANSACTION state removes
  * the marked messages (all or none, in one store transaction); any other
- * end (drop, timeout, shutdown) removes nothing.
+ * end (drop, timeout, shutdown) removes nothing.  RFC 2449 policies come
+ * from [pop3]: EXPIRE n adds the messages RETR'd in the session that are
+ * at least n days old to those marks at QUIT; LOGIN-DELAY refuses a login
+ * that follows the account's last one too soon (an in-memory table).
  *
  * Lifetime: the session is freed only from top-level callbacks (event,
  * timer, job completion), never inside a handler, so handlers may touch
@@ -38,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/limits.h"
@@ -47,7 +51,7 @@
 #include "net/server.h"
 #include "net/tls.h"
 #include "pop3/pop3_parse.h"
-#include "smtp/smtp_parse.h" /* sasl_plain_decode: shared SASL helper */
+#include "core/sasl.h"
 #include "store/store.h"
 #include "store/store_messages.h"
 
@@ -73,7 +77,7 @@ static const char *const state_names[] = {
     "authorization", "sasl", "transaction", "wait", "send", "tls", "closing",
 };
 
-enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_IN_USE, AUTH_TEMP };
+enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_IN_USE, AUTH_TEMP, AUTH_LOGIN_DELAY };
 
 struct pop3_session {
     struct pop3_session *next, *prev;     /* per-loop list, for draining */
@@ -114,6 +118,7 @@ struct pop3_session {
     int64_t account_id;                   /* > 0 with the maildrop lock held */
     struct store_msg_list list;           /* fixed at login (RFC 1939 5) */
     bool *deleted;                        /* list.n marks */
+    bool *retrieved;                      /* list.n: sent whole by RETR (EXPIRE) */
     size_t n_deleted;
     uint64_t deleted_size;
 
@@ -345,6 +350,58 @@ static bool pop3_auth_allowed_here(const struct pop3_session *s)
     return s->tls || (s->loopback && s->cfg->plaintext_loopback);
 }
 
+/* RFC 2449 6.5 LOGIN-DELAY: the last successful login of each account,
+ * kept in memory (a restart forgets it) in a bounded table; when the
+ * table is full the oldest entry makes room. */
+#define POP3_LOGIN_SLOTS 1024
+
+static pthread_mutex_t login_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int64_t account_id;
+    uint64_t at;                          /* monotonic seconds */
+} login_slots[POP3_LOGIN_SLOTS];
+
+static uint64_t pop3_mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec + 1; /* 0 marks a free slot */
+}
+
+/* True when the account may log in now: no delay configured, or its last
+ * login was at least delay seconds ago. */
+static bool pop3_login_delay_ok(int64_t account_id, uint64_t delay)
+{
+    if (delay == 0)
+        return true;
+    uint64_t now = pop3_mono_seconds();
+    bool ok = true;
+    pthread_mutex_lock(&login_lock);
+    for (size_t i = 0; i < POP3_LOGIN_SLOTS; i++)
+        if (login_slots[i].account_id == account_id && login_slots[i].at != 0)
+            ok = now - login_slots[i].at >= delay;
+    pthread_mutex_unlock(&login_lock);
+    return ok;
+}
+
+static void pop3_login_delay_note(int64_t account_id)
+{
+    uint64_t now = pop3_mono_seconds();
+    size_t slot = 0;
+    pthread_mutex_lock(&login_lock);
+    for (size_t i = 0; i < POP3_LOGIN_SLOTS; i++) {
+        if (login_slots[i].account_id == account_id) {
+            slot = i;
+            break;
+        }
+        if (login_slots[i].at < login_slots[slot].at)
+            slot = i;
+    }
+    login_slots[slot].account_id = account_id;
+    login_slots[slot].at = now;
+    pthread_mutex_unlock(&login_lock);
+}
+
 /* Pool thread: the password, then the lock, then the listing.  The lock
  * is only tried for a correct password, so [IN-USE] reveals nothing. */
 static void pop3_auth_work(void *arg)
@@ -357,6 +414,10 @@ static void pop3_auth_work(void *arg)
         s->auth_result = id == 0 ? AUTH_FAIL : AUTH_TEMP;
         return;
     }
+    if (!pop3_login_delay_ok(id, s->cfg->pop3_login_delay)) {
+        s->auth_result = AUTH_LOGIN_DELAY;
+        return;
+    }
     if (store_maildrop_lock(st, id) < 0) {
         s->auth_result = AUTH_IN_USE;
         return;
@@ -367,6 +428,7 @@ static void pop3_auth_work(void *arg)
         s->auth_result = AUTH_TEMP;
         return;
     }
+    pop3_login_delay_note(id);
     s->account_id = id;
     s->auth_result = AUTH_OK;
 }
@@ -381,7 +443,8 @@ static void pop3_delay_cb(evutil_socket_t fd, short what, void *arg)
 static void pop3_login_ok(struct pop3_session *s)
 {
     s->deleted = calloc(s->list.n + 1, sizeof(*s->deleted));
-    if (s->deleted == NULL) {
+    s->retrieved = calloc(s->list.n + 1, sizeof(*s->retrieved));
+    if (s->deleted == NULL || s->retrieved == NULL) {
         pop3_close_with(s, "-ERR [SYS/TEMP] out of memory");
         return;
     }
@@ -425,6 +488,12 @@ static void pop3_auth_done(void *arg)
     switch (s->auth_result) {
     case AUTH_OK:
         pop3_login_ok(s);
+        break;
+    case AUTH_LOGIN_DELAY:
+        log_warn(s->sid, "event=auth result=login_delay user=%s", s->auth_user);
+        pop3_reply(s, "-ERR [LOGIN-DELAY] logged in less than %llu seconds ago, try again later",
+                   (unsigned long long)s->cfg->pop3_login_delay);
+        pop3_resume(s);
         break;
     case AUTH_IN_USE:
         log_warn(s->sid, "event=auth result=in_use user=%s", s->auth_user);
@@ -560,9 +629,17 @@ static void cmd_capa(struct pop3_session *s, const struct pop3_command *cmd)
 {
     bool pre = s->account_id <= 0;
     struct evbuffer *out = pop3_out(s);
+    const struct config *cfg = s->cfg;
     evbuffer_add_printf(out, "+OK capability list follows\r\n"
-                             "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
-                             "EXPIRE NEVER\r\n");
+                             "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+    /* RFC 2449 6.5, 6.7: the policy of this server, the same for every user */
+    if (cfg->pop3_expire < 0)
+        evbuffer_add_printf(out, "EXPIRE NEVER\r\n");
+    else
+        evbuffer_add_printf(out, "EXPIRE %d\r\n", cfg->pop3_expire);
+    if (cfg->pop3_login_delay > 0)
+        evbuffer_add_printf(out, "LOGIN-DELAY %llu\r\n",
+                            (unsigned long long)cfg->pop3_login_delay);
     if (pre && pop3_auth_allowed_here(s))
         evbuffer_add_printf(out, "USER\r\nSASL PLAIN\r\n");
     if (pre && !s->tls && s->srv->tls != NULL && s->role == ROLE_POP3)
@@ -570,6 +647,7 @@ static void cmd_capa(struct pop3_session *s, const struct pop3_command *cmd)
     evbuffer_add_printf(out, "IMPLEMENTATION postel\r\n.\r\n");
 }
 
+static void pop3_bev_tune(struct bufferevent *bev);
 static void pop3_read_cb(struct bufferevent *bev, void *arg);
 static void pop3_write_cb(struct bufferevent *bev, void *arg);
 static void pop3_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -617,6 +695,7 @@ static void cmd_stls(struct pop3_session *s, const struct pop3_command *cmd)
     s->user[0] = '\0';
     pop3_set_state(s, POP3_S_TLS);
     bufferevent_setcb(tlsbev, pop3_read_cb, pop3_write_cb, pop3_event_cb, s);
+    pop3_bev_tune(tlsbev);
     bufferevent_setwatermark(tlsbev, EV_WRITE, POP3_OUT_LOW, 0);
     bufferevent_setwatermark(tlsbev, EV_READ, 0, POP3_IN_HIGH);
     bufferevent_enable(tlsbev, EV_READ | EV_WRITE);
@@ -667,10 +746,30 @@ static void pop3_expunge_done(void *arg)
     pop3_close_with(s, text);
 }
 
+/* RFC 2449 6.7 EXPIRE n: n days is the least time a message stays.  At
+ * QUIT the messages this session retrieved (RETR, not TOP) that arrived
+ * at least n days ago are removed as if deleted; with EXPIRE 0 every
+ * retrieved message is. */
+static void pop3_expire_retrieved(struct pop3_session *s)
+{
+    if (s->cfg->pop3_expire < 0)
+        return;
+    int64_t cutoff = (int64_t)time(NULL) - (int64_t)s->cfg->pop3_expire * 86400;
+    for (size_t i = 0; i < s->list.n; i++) {
+        if (!s->retrieved[i] || s->deleted[i] || s->list.msgs[i].internaldate > cutoff)
+            continue;
+        s->deleted[i] = true;
+        s->n_deleted++;
+        s->deleted_size += s->list.msgs[i].size;
+    }
+}
+
 /* RFC 1939 6: QUIT in the TRANSACTION state enters UPDATE: the marked
  * messages go, all or none, before the +OK. */
 static void cmd_quit(struct pop3_session *s, const struct pop3_command *cmd)
 {
+    if (s->account_id > 0)
+        pop3_expire_retrieved(s);
     if (s->account_id <= 0 || s->n_deleted == 0) {
         pop3_close_with(s, "+OK postel POP3 server signing off");
         return;
@@ -767,13 +866,23 @@ static void cmd_rset(struct pop3_session *s, const struct pop3_command *cmd)
  * socket without another copy: the output buffer holds references to
  * the chunk's runs (evbuffer_add_reference), and the chunk returns to a
  * small process-wide free list once the last of them is sent.  Short
- * runs and the bytes the encoder inserts are copied. */
+ * runs and the bytes the encoder inserts are copied.
+ *
+ * A session fills its chunk from the front, message after message, and
+ * takes a new one only when the next read does not fit: pipelined RETRs
+ * of small messages share a chunk instead of pinning 64 KB each, so the
+ * memory a session holds stays near its output bound (POP3_OUT_HIGH),
+ * and the chunks in use stay few enough for the free list to hold them
+ * (no malloc, no fresh pages to fault in, per message).  The session
+ * drops its chunk when it runs out of commands. */
 #define POP3_REF_MIN     512          /* runs shorter than this are copied */
-#define POP3_CHUNKS_KEPT 64           /* free chunks kept for reuse */
+#define POP3_CHUNKS_KEPT 96           /* free chunks kept for reuse */
+#define POP3_CHUNK_TAIL  (8u * 1024)  /* less room than this: take a new chunk */
 
 struct pop3_chunk {
     struct pop3_chunk *next;          /* free list */
-    int refs;                         /* the reader's + one per reference */
+    int refs;                         /* the session's + one per reference */
+    size_t used;                      /* data[0, used) read and encoded */
     char data[POP3_CHUNK];
 };
 
@@ -794,6 +903,7 @@ static struct pop3_chunk *pop3_chunk_get(void)
         return NULL;
     c->next = NULL;
     c->refs = 1;
+    c->used = 0;
     return c;
 }
 
@@ -845,15 +955,14 @@ static void pop3_send_end(struct pop3_session *s, bool ok)
     if (s->send_fd >= 0)
         close(s->send_fd);
     s->send_fd = -1;
-    if (s->chunk != NULL)
-        pop3_chunk_put(s->chunk);
-    s->chunk = NULL;
     if (!ok) {
         pop3_close_with(s, NULL);
         return;
     }
     struct pop3_sink sink = { pop3_out(s), NULL };
     pop3_stuff_end(&s->stuff, pop3_stuff_out, &sink);
+    if (!s->stuff.top)
+        s->retrieved[s->send_msg - 1] = true;
     log_debug(s->sid, "event=retr msg=%u bytes=%llu", s->send_msg,
               (unsigned long long)s->send_off);
     pop3_resume_state(s);
@@ -872,21 +981,44 @@ static void pop3_send_chunk(struct pop3_session *s, ssize_t n, int err)
         pop3_send_end(s, true);
         return;
     }
-    struct pop3_sink sink = { pop3_out(s), s->chunk };
-    pop3_stuff_feed(&s->stuff, s->chunk->data, (size_t)n, pop3_stuff_out, &sink);
-    pop3_chunk_put(s->chunk);
-    s->chunk = NULL;
+    struct pop3_chunk *c = s->chunk;
+    struct pop3_sink sink = { pop3_out(s), c };
+    pop3_stuff_feed(&s->stuff, c->data + c->used, (size_t)n, pop3_stuff_out, &sink);
+    c->used += (size_t)n;
     s->send_off += (uint64_t)n;
     if (s->stuff.done)
         pop3_send_end(s, true);
 }
 
-/* Bytes to read next: the store's size is the file's (files are
- * immutable), so no read is spent on finding the end. */
+/* Bytes of the message not yet read.  The store's size is the file's
+ * (files are immutable), so no read is spent on finding the end. */
+static uint64_t pop3_send_left(const struct pop3_session *s)
+{
+    return s->send_size > s->send_off ? s->send_size - s->send_off : 0;
+}
+
+/* Bytes to read next into the session's chunk: what is left of the
+ * message, at most the room in the chunk. */
 static size_t pop3_chunk_want(const struct pop3_session *s)
 {
-    uint64_t left = s->send_size > s->send_off ? s->send_size - s->send_off : 0;
-    return left < POP3_CHUNK ? (size_t)left : POP3_CHUNK;
+    uint64_t left = pop3_send_left(s);
+    size_t room = POP3_CHUNK - s->chunk->used;
+    return left < room ? (size_t)left : room;
+}
+
+/* Gives the session a chunk with room for its next read: the current
+ * one while the rest of the message fits or a sizeable tail is free,
+ * else a fresh one.  -1 when out of memory. */
+static int pop3_chunk_ready(struct pop3_session *s)
+{
+    if (s->chunk != NULL) {
+        size_t room = POP3_CHUNK - s->chunk->used;
+        if (room >= pop3_send_left(s) || room >= POP3_CHUNK_TAIL)
+            return 0;
+        pop3_chunk_put(s->chunk);
+    }
+    s->chunk = pop3_chunk_get();
+    return s->chunk != NULL ? 0 : -1;
 }
 
 static void pop3_read_work(void *arg)
@@ -894,7 +1026,8 @@ static void pop3_read_work(void *arg)
     struct pop3_session *s = arg;
     ssize_t n;
     do
-        n = pread(s->send_fd, s->chunk->data, pop3_chunk_want(s), (off_t)s->send_off);
+        n = pread(s->send_fd, s->chunk->data + s->chunk->used, pop3_chunk_want(s),
+                  (off_t)s->send_off);
     while (n < 0 && errno == EINTR);
     s->chunk_len = n;
     s->chunk_errno = n < 0 ? errno : 0;
@@ -918,20 +1051,20 @@ static void pop3_send_more(struct pop3_session *s)
 {
     while (s->state == POP3_S_SEND && !s->reading &&
            evbuffer_get_length(pop3_out(s)) < POP3_OUT_HIGH) {
-        size_t want = pop3_chunk_want(s);
-        if (want == 0) {
+        if (pop3_send_left(s) == 0) {
             pop3_send_chunk(s, 0, 0);
             continue;
         }
-        if (s->chunk == NULL && (s->chunk = pop3_chunk_get()) == NULL) {
+        if (pop3_chunk_ready(s) < 0) {
             log_error(s->sid, "event=retr_failed error=\"out of memory\"");
             pop3_send_end(s, false);
             return;
         }
+        size_t want = pop3_chunk_want(s);
         ssize_t n = -1;
         int err = EAGAIN;
         if (atomic_load(&nowait_reads)) {
-            struct iovec iov = { s->chunk->data, want };
+            struct iovec iov = { s->chunk->data + s->chunk->used, want };
             n = preadv2(s->send_fd, &iov, 1, (off_t)s->send_off, RWF_NOWAIT);
             err = n < 0 ? errno : 0;
             if (n < 0 && (err == EOPNOTSUPP || err == ENOSYS || err == EINVAL)) {
@@ -1104,6 +1237,11 @@ static void pop3_process_input(struct pop3_session *s)
         int rc = pop3_read_line(s, bufferevent_get_input(s->bev), line,
                                 sasl ? POP3_SASL_LINE_MAX : POP3_LINE_MAX, &len);
         if (rc == 0) {
+            /* Out of commands: an idle session holds no chunk. */
+            if (s->chunk != NULL) {
+                pop3_chunk_put(s->chunk);
+                s->chunk = NULL;
+            }
             /* Input that came before the client's EOF has been served (a
              * pipelined QUIT included); now the session ends. */
             if (s->eof)
@@ -1219,6 +1357,7 @@ static void pop3_free_now(struct pop3_session *s)
         close(s->send_fd);
     store_msg_list_free(&s->list);
     free(s->deleted);
+    free(s->retrieved);
     if (s->chunk != NULL)
         pop3_chunk_put(s->chunk);
     if (s->timer)
@@ -1239,6 +1378,14 @@ static void pop3_free_now(struct pop3_session *s)
     server_session_end(s->srv);
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     free(s);
+}
+
+/* libevent writes at most 16 KB per call by default: a 20 KB message then
+ * costs two writev calls and two trips round the loop.  RETR output is
+ * bounded by the write watermark anyway, so let one writev take it all. */
+static void pop3_bev_tune(struct bufferevent *bev)
+{
+    bufferevent_set_max_single_write(bev, POP3_OUT_HIGH + POP3_CHUNK);
 }
 
 static struct bufferevent *pop3_bev_new(struct pop3_session *s, struct net_conn *c)
@@ -1293,6 +1440,7 @@ static void pop3_accept(struct net_conn *c)
         return;
     }
     bufferevent_setcb(s->bev, pop3_read_cb, pop3_write_cb, pop3_event_cb, s);
+    pop3_bev_tune(s->bev);
     bufferevent_setwatermark(s->bev, EV_WRITE, POP3_OUT_LOW, 0);
     bufferevent_setwatermark(s->bev, EV_READ, 0, POP3_IN_HIGH);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);

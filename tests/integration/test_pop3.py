@@ -167,6 +167,8 @@ def test_greeting_and_capa(pop):
                     "SASL", "STLS", "IMPLEMENTATION", "EXPIRE"):
             assert cap in names, "CAPA lacks %s: %r" % (cap, caps)
         assert b"SASL PLAIN" in caps
+        # the defaults: messages are never expired, logins are not rate-limited
+        assert b"EXPIRE NEVER" in caps and "LOGIN-DELAY" not in names, caps
         assert c.login().startswith("+OK")
         _, caps = c.multi("CAPA")
         names = {l.split()[0].decode() for l in caps}
@@ -232,6 +234,29 @@ def test_top(pop):
     with pytest.raises(poplib.error_proto, match="no such message"):
         p.top(n + 1, 1)
     p.quit()
+
+
+def test_numbers_fixed_while_mail_arrives_and_top_dot_stuffing(fresh):
+    srv = fresh()
+    fill(srv, CAROL, 2, "fixed")
+    with Pop(srv.ports["pop3"]) as c:
+        assert c.login(CAROL).startswith("+OK")
+        assert c.cmd("STAT").split()[1] == "2"
+        t = token("late")
+        deliver(srv, CAROL, make_message(t, to=CAROL, body=".dot first\r\nsecond\r\nthird\r\n"))
+        # the listing is the one taken at login (RFC 1939 5)
+        assert c.cmd("STAT").split()[1] == "2"
+        r = c.cmd("LIST 3")
+        assert r.startswith("-ERR") and "no such message" in r, r
+        assert c.cmd("QUIT").startswith("+OK")
+    with Pop(srv.ports["pop3"]) as c:
+        assert c.login(CAROL).startswith("+OK")
+        assert c.cmd("STAT").split()[1] == "3"
+        assert c.cmd("TOP 3 1").startswith("+OK")
+        raw = c.body()
+        assert b"\r\n\r\n..dot first\r\n" in raw and raw.endswith(b"..dot first\r\n"), raw
+        assert t.encode() in raw
+        assert c.cmd("QUIT").startswith("+OK")
 
 
 def test_uidl_stable_and_unique_across_sessions_and_restart(fresh):
@@ -504,6 +529,81 @@ def test_curl(pop):
     assert out.returncode == 0 and t.encode() in out.stdout, out
 
 
+# ---------------------------------------------------------------- EXPIRE, LOGIN-DELAY
+
+def test_capa_expire_and_login_delay_as_configured(make_server):
+    srv = make_server({"auth": {"plaintext_loopback": "yes"},
+                       "pop3": {"expire": "3", "login_delay": "2s"}}, roles=ROLES)
+    with Pop(srv.ports["pop3"]) as c:
+        _, caps = c.multi("CAPA")
+        assert b"EXPIRE 3" in caps and b"LOGIN-DELAY 2" in caps, caps
+        assert c.login(BOB).startswith("+OK")
+        _, caps = c.multi("CAPA")
+        assert b"EXPIRE 3" in caps and b"LOGIN-DELAY 2" in caps, caps
+        assert c.cmd("QUIT").startswith("+OK")
+    t0 = time.time()
+    with Pop(srv.ports["pop3"]) as c:
+        r = c.login(BOB)
+        assert r.startswith("-ERR [LOGIN-DELAY]"), r
+        # the session goes on in the AUTHORIZATION state, and another
+        # account is not held back
+        assert c.cmd("STAT").startswith("-ERR")
+        assert c.login(CAROL).startswith("+OK")
+        assert c.cmd("QUIT").startswith("+OK")
+    time.sleep(max(0.0, 2.2 - (time.time() - t0)))
+    with Pop(srv.ports["pop3"]) as c:
+        assert c.login(BOB).startswith("+OK"), "LOGIN-DELAY outlived its 2 seconds"
+        assert c.cmd("QUIT").startswith("+OK")
+
+
+def test_expire_0_removes_retrieved_messages_at_quit(make_server):
+    srv = make_server({"auth": {"plaintext_loopback": "yes"}, "pop3": {"expire": "0"}},
+                      roles=ROLES)
+    toks = fill(srv, ALICE, 3, "expire")
+    # a dropped connection removes nothing, even what it retrieved
+    with Pop(srv.ports["pop3"]) as c:
+        assert c.login().startswith("+OK")
+        assert c.cmd("RETR 1").startswith("+OK")
+        c.body()
+    deadline = time.time() + 5
+    while time.time() < deadline and harness_locked(srv, ALICE):
+        time.sleep(0.05)
+    assert len(srv.messages(ALICE)) == 3
+    # RETR 1 and 3 (TOP 2 is not a retrieval), then QUIT: 1 and 3 go
+    with Pop(srv.ports["pop3"]) as c:
+        _, caps = c.multi("CAPA")
+        assert b"EXPIRE 0" in caps, caps
+        assert c.login().startswith("+OK")
+        for n in (1, 3):
+            assert c.cmd("RETR %d" % n).startswith("+OK")
+            c.body()
+        assert c.cmd("TOP 2 0").startswith("+OK")
+        c.body()
+        r = c.cmd("QUIT")
+        assert r.startswith("+OK") and "1 messages left" in r, r
+    srv.cache.clear()  # fetched messages are cached; two are gone now
+    left = srv.messages(ALICE)
+    assert len(left) == 1 and toks[1].encode() in left[0]
+
+
+def harness_locked(srv, user):
+    """True while a POP3 login as user gets [IN-USE] (the dropped
+    session's lock not yet released)."""
+    with Pop(srv.ports["pop3"]) as c:
+        r = c.login(user)
+        c.cmd("QUIT")
+        return "[IN-USE]" in r
+
+
+def test_pop3_config_errors(make_server):
+    srv = make_server({"pop3": {"expire": "soon", "login_delay": "later"}}, users={},
+                      start=False)
+    p = srv.cli("config", "check", check=False)
+    text = (p.stdout + p.stderr).decode()
+    assert p.returncode != 0
+    assert "soon" in text and "later" in text and ".conf:" in text, text
+
+
 # ---------------------------------------------------------------- bad input
 
 def test_bad_input(pop):
@@ -528,7 +628,28 @@ def test_bad_input(pop):
             assert r.startswith("-ERR") and want in r, (line, r)
         r = c.cmd("LIST " + "1" * 600)
         assert r.startswith("-ERR") and "too long" in r, r
+        # the limit is 512 octets with the CRLF: 510 are served, 511 are not
+        r = c.cmd("STAT" + " " * 506)
+        assert r.startswith("+OK "), r
+        r = c.cmd("STAT" + " " * 507)
+        assert r.startswith("-ERR") and "too long" in r, r
         assert c.cmd("NOOP") == "+OK", "the session goes on after errors"
+        assert c.cmd("QUIT").startswith("+OK")
+
+
+def test_commands_in_wrong_state(pop):
+    with Pop(pop.ports["pop3"]) as c:
+        for line in ("LIST", "UIDL", "DELE 1", "RSET", "NOOP", "TOP 1 1", "STAT", "RETR 1"):
+            r = c.cmd(line)
+            assert r.startswith("-ERR") and "before login" in r, (line, r)
+        assert c.login().startswith("+OK")
+        for line in ("USER %s" % ALICE, "PASS x", "AUTH PLAIN", "STLS", "APOP a b"):
+            r = c.cmd(line)
+            assert r.startswith("-ERR") and "after login" in r, (line, r)
+        assert c.cmd("FOO 1").startswith("-ERR unknown command")
+        r = c.cmd("RETR 1 2")
+        assert r.startswith("-ERR") and "syntax" in r, r
+        assert c.cmd("STAT").startswith("+OK"), "the session goes on"
         assert c.cmd("QUIT").startswith("+OK")
 
 

@@ -170,7 +170,12 @@ int store_msg_open(struct store *st, const char *file)
         store_fail(STORE_ERR_INVALID, NULL, "bad message file name");
         return -1;
     }
-    int fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC);
+    /* O_NOATIME: reading a message must not dirty its inode (relatime
+     * still writes the first access); refused (EPERM) when the files
+     * belong to another user, then open normally. */
+    int fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
             store_fail(STORE_ERR_NOTFOUND, NULL, "message file %s is gone", file);

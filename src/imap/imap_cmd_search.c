@@ -571,6 +571,78 @@ static void send_results(struct search_ctx *x, unsigned ret, bool esearch)
     strbuf_free(&sb);
 }
 
+/* Parses the search keys up to the end of the command and evaluates
+ * them: x->hits (malloc'ed) holds the matching UIDs, ascending.  0, or
+ * -1 with the reply sent. */
+static int search_run(struct search_ctx *x)
+{
+    struct imap_cmd *c = x->c;
+    struct imap_session *s = c->s;
+    struct imap_parser *ps = &c->ps;
+    struct skey *root = new_key(c, SK_AND);
+    if (root == NULL) {
+        imap_no(c, "[LIMIT] Out of memory");
+        return -1;
+    }
+    struct skey **tail = &root->child;
+    do {
+        if (parse_key(x, tail) < 0)
+            goto bad;
+        tail = &(*tail)->next;
+    } while (imap_parse_char(ps, ' '));
+    if (imap_parse_end(ps) < 0)
+        goto bad;
+    x->root = root;
+    struct imap_view *v = s->sel;
+    x->saved = v->searchres;
+    x->n_saved = v->n_searchres;
+    x->hits = malloc((v->n + 1) * sizeof(uint32_t));
+    if (x->hits == NULL) {
+        imap_no(c, "[LIMIT] Out of memory");
+        return -1;
+    }
+    if (v->n > 0 &&
+        store_imap_msgs(imap_store(s), v->id, v->uids[0], v->uids[v->n - 1], search_one, x) < 0) {
+        free(x->hits);
+        x->hits = NULL;
+        imap_no_store(c, "Search failed");
+        return -1;
+    }
+    return 0;
+bad:
+    imap_bad_syntax(c);
+    return -1;
+}
+
+int imap_search_run(struct imap_cmd *c, struct imap_search_result *r)
+{
+    struct search_ctx x;
+    memset(&x, 0, sizeof(x));
+    x.c = c;
+    if (search_run(&x) < 0)
+        return -1;
+    r->uids = x.hits;
+    r->n = x.n_hits;
+    r->uses_modseq = x.uses_modseq;
+    r->max_modseq = x.max_modseq;
+    return 0;
+}
+
+int imap_search_charset(struct imap_cmd *c)
+{
+    char *cs;
+    size_t len;
+    if (imap_parse_astring(&c->ps, &cs, &len) < 0) {
+        imap_bad_syntax(c);
+        return -1;
+    }
+    if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+        imap_no(c, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
+        return -1;
+    }
+    return 0;
+}
+
 void imap_cmd_search(struct imap_cmd *c)
 {
     struct imap_session *s = c->s;
@@ -593,29 +665,9 @@ void imap_cmd_search(struct imap_cmd *c)
             return;
         }
     }
-    struct skey *root = new_key(c, SK_AND), **tail = &root->child;
-    do {
-        if (parse_key(&x, tail) < 0)
-            goto bad;
-        tail = &(*tail)->next;
-    } while (imap_parse_char(ps, ' '));
-    if (imap_parse_end(ps) < 0)
-        goto bad;
-    x.root = root;
+    if (search_run(&x) < 0)
+        return;
     struct imap_view *v = s->sel;
-    x.saved = v->searchres;
-    x.n_saved = v->n_searchres;
-    x.hits = malloc((v->n + 1) * sizeof(uint32_t));
-    if (x.hits == NULL) {
-        imap_no(c, "[LIMIT] Out of memory");
-        return;
-    }
-    if (v->n > 0 &&
-        store_imap_msgs(imap_store(s), v->id, v->uids[0], v->uids[v->n - 1], search_one, &x) < 0) {
-        free(x.hits);
-        imap_no_store(c, "Search failed");
-        return;
-    }
     if (ret & RET_SAVE) {
         uint32_t *copy = malloc((x.n_hits + 1) * sizeof(uint32_t));
         if (copy) {

@@ -41,6 +41,8 @@ static const struct imap_command_def commands[] = {
     { "UNSELECT", SEL, imap_cmd_unselect },
     { "EXPUNGE", SEL | IMAP_CMD_UID, imap_cmd_expunge },
     { "SEARCH", SEL | IMAP_CMD_UID | IMAP_CMD_NOEXP, imap_cmd_search },
+    { "SORT", SEL | IMAP_CMD_UID | IMAP_CMD_NOEXP, imap_cmd_sort },
+    { "THREAD", SEL | IMAP_CMD_UID | IMAP_CMD_NOEXP, imap_cmd_thread },
     { "FETCH", SEL | IMAP_CMD_UID | IMAP_CMD_NOEXP, imap_cmd_fetch },
     { "STORE", SEL | IMAP_CMD_UID | IMAP_CMD_NOEXP, imap_cmd_store },
     { "COPY", SEL | IMAP_CMD_UID, imap_cmd_copy },

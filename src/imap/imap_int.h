@@ -194,7 +194,22 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
     imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge, imap_cmd_search,
     imap_cmd_fetch, imap_cmd_store, imap_cmd_copy, imap_cmd_idle, imap_cmd_enable,
     imap_cmd_namespace, imap_cmd_id, imap_cmd_getquota, imap_cmd_getquotaroot,
-    imap_cmd_setquota, imap_cmd_compress;
+    imap_cmd_setquota, imap_cmd_compress, imap_cmd_sort, imap_cmd_thread;
+
+/* ---- SEARCH shared with SORT and THREAD (imap_cmd_search.c) ---- */
+struct imap_search_result {
+    uint32_t *uids;                     /* malloc'ed, ascending; caller frees */
+    size_t n;
+    bool uses_modseq;                   /* a MODSEQ key was used (RFC 7162 3.1.5) */
+    uint64_t max_modseq;                /* highest modseq among the hits */
+};
+/* Parses search-keys from the parser's position to the end of the
+ * command and evaluates them on the selected mailbox.  0, or -1 with the
+ * reply (BAD or NO) sent. */
+int imap_search_run(struct imap_cmd *c, struct imap_search_result *r);
+/* Parses the charset argument of SORT and THREAD: 0 for UTF-8 and
+ * US-ASCII, else -1 with BAD or NO [BADCHARSET] sent. */
+int imap_search_charset(struct imap_cmd *c);
 
 /* STATUS data items for one mailbox into out (also LIST-STATUS). */
 int imap_status_write(struct imap_session *s, const struct store_imap_mbox *m,

@@ -179,7 +179,7 @@ void imap_capability_string(struct imap_session *s, struct strbuf *out)
     strbuf_printf(out, " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE"
                        " CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS"
                        " STATUS=SIZE CONDSTORE QRESYNC ESEARCH SEARCHRES QUOTA QUOTA=RES-STORAGE"
-                       " BINARY");
+                       " BINARY SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
     strbuf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)s->cfg->message_size);
     if (!s->compressed && s->state != IMAP_S_NOTAUTH)
         strbuf_printf(out, " COMPRESS=DEFLATE");

@@ -741,8 +741,16 @@ long store_imap_flags(struct store *st, int64_t mailbox_id, const uint32_t *uids
     struct store_conn *c = conn(st);
     if (c == NULL)
         return -1;
-    if (store_begin(c, NULL) < 0)
+    /* Flag changes are not among the promises of DESIGN.md 1 (APPEND,
+     * deliveries and expunges are): they commit without the WAL fsync
+     * (synchronous=NORMAL keeps the database consistent; a power cut may
+     * undo the last flag changes, as with Dovecot's unsynced index).  The
+     * next FULL commit on any connection makes them durable. */
+    sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    if (store_begin(c, NULL) < 0) {
+        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
         return -1;
+    }
     struct flag_ctx x = { .c = c, .mailbox_id = mailbox_id, .op = op, .flags = flags,
                           .keywords = keywords ? keywords : "", .unchangedsince = unchangedsince,
                           .fn = fn, .arg = arg };
@@ -769,8 +777,10 @@ long store_imap_flags(struct store *st, int64_t mailbox_id, const uint32_t *uids
     sqlite3_finalize(x.upd);
     if (r < 0 || store_commit(c, NULL) < 0) {
         store_rollback(c);
+        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
         return -1;
     }
+    sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     *modseq_r = x.modseq > 0 ? (uint64_t)x.modseq : 0;
     if (x.changed > 0)
         notify_mailbox(st, c, mailbox_id);

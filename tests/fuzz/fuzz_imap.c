@@ -4,7 +4,9 @@
  * builds it).  After the tag and command name, the rest is read as a
  * stream of arguments: each position tries the parser a command would
  * use there (lists, sequence sets, dates, flags, strings), so every
- * parser meets arbitrary bytes.  Besides the sanitizers it checks the
+ * parser meets arbitrary bytes.  The same bytes then go through the
+ * SORT/THREAD helpers: base subject, RFC 5322 date, msg-id lists, and
+ * both threading algorithms over messages made from the input's lines.  Besides the sanitizers it checks the
  * parser's promises: it never moves past the end, a failure names what
  * was expected, depth stays bounded.
  */
@@ -14,6 +16,58 @@
 
 #include "core/util.h"
 #include "imap/imap_parse.h"
+#include "imap/imap_thread.h"
+
+/* Each line "subject\tids" becomes a message: its first id is its
+ * Message-ID, the rest its References. */
+static void fuzz_thread(const char *buf, size_t size)
+{
+    enum { MAXMSG = 64 };
+    struct imap_thread_msg msgs[MAXMSG];
+    struct strbuf subj[MAXMSG], ids[MAXMSG];
+    size_t n = 0, pos = 0;
+    while (pos < size && n < MAXMSG) {
+        const char *nl = memchr(buf + pos, '\n', size - pos);
+        size_t end = nl ? (size_t)(nl - buf) : size;
+        const char *tab = memchr(buf + pos, '\t', end - pos);
+        size_t se = tab ? (size_t)(tab - buf) : end;
+        strbuf_init(&subj[n], 1u << 16);
+        strbuf_init(&ids[n], 1u << 16);
+        bool reply = false;
+        imap_base_subject(buf + pos, se - pos, &subj[n], &reply);
+        strbuf_append(&subj[n], "", 1);
+        int k = tab ? imap_msgid_list(tab + 1, end - se - 1, &ids[n]) : 0;
+        int64_t t = 0;
+        if (imap_parse_rfc5322_date(buf + pos, end - pos, &t) < 0)
+            t = (int64_t)n;
+        msgs[n] = (struct imap_thread_msg){
+            .num = (uint32_t)n + 1, .seq = (uint32_t)n + 1, .date = t % 1000,
+            .subject = subj[n].data ? subj[n].data : "", .reply = reply,
+            .msgid = k > 0 ? ids[n].data : NULL,
+            .refs = k > 1 ? ids[n].data + strlen(ids[n].data) + 1 : NULL,
+            .n_refs = k > 1 ? (size_t)k - 1 : 0,
+        };
+        n++;
+        pos = end + 1;
+    }
+    for (int alg = 0; alg < 2; alg++) {
+        struct strbuf out;
+        strbuf_init(&out, 1u << 20);
+        imap_thread(alg ? IMAP_THREAD_REFERENCES : IMAP_THREAD_ORDEREDSUBJECT, msgs, n, &out);
+        /* every message appears: count the numbers written */
+        size_t nums = 0;
+        for (size_t i = 0; i < out.len; i++)
+            nums += out.data[i] >= '0' && out.data[i] <= '9' &&
+                    (i + 1 == out.len || out.data[i + 1] < '0' || out.data[i + 1] > '9');
+        if (nums != n)
+            abort();
+        strbuf_free(&out);
+    }
+    for (size_t i = 0; i < n; i++) {
+        strbuf_free(&subj[i]);
+        strbuf_free(&ids[i]);
+    }
+}
 
 static void check(const struct imap_parser *ps, const char *end)
 {
@@ -37,6 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ps.error == NULL)
             abort();
         imap_pool_clear(&pool);
+        fuzz_thread(buf, size);
         return 0;
     }
     for (int steps = 0; steps < 4096 && !imap_parse_at_end(&ps); steps++) {
@@ -88,5 +143,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     imap_write_string(&out, buf, size > 2000 ? 2000 : size);
     strbuf_free(&out);
     imap_pool_clear(&pool);
+    fuzz_thread(buf, size);
     return 0;
 }

@@ -33,6 +33,7 @@ struct capture_opts {
     const char *dns;
     enum capture_relay_tls relay_tls;
     bool relay_insecure;
+    bool durable;
 };
 
 static void capture_usage(FILE *f)
@@ -40,7 +41,7 @@ static void capture_usage(FILE *f)
     fprintf(f, "usage: postel capture [--smtp ADDR] [--smtps ADDR] [--http ADDR] [--max N]\n"
                "                      [--data DIR] [--relay HOST:PORT [--relay-tls MODE]\n"
                "                      [--relay-user USER] [--relay-insecure]] [--auth-file F]\n"
-               "                      [--dns HOST:PORT|system]\n"
+               "                      [--dns HOST:PORT|system] [--durable]\n"
                "  --smtp ADDR    SMTP listener (default 127.0.0.1:1025; STARTTLS offered)\n"
                "  --smtps ADDR   optional implicit-TLS SMTP listener (off by default)\n"
                "  --http ADDR    web UI and API (default 127.0.0.1:8025)\n"
@@ -54,7 +55,11 @@ static void capture_usage(FILE *f)
                "                 PASSWORD plain or a crypt(3) hash such as htpasswd -B's)\n"
                "                 and require AUTH; default: any AUTH, or none, is accepted\n"
                "  --dns NS       verify DKIM and evaluate DMARC in the checks, asking this\n"
-               "                 name server (\"system\": /etc/resolv.conf); default: no DNS\n");
+               "                 name server (\"system\": /etc/resolv.conf); default: no DNS\n"
+               "  --durable      fsync every message before its 250, as postel serve does;\n"
+               "                 by default capture mode leaves flushing to the kernel\n"
+               "                 (a restart or crash of postel keeps every message, a\n"
+               "                 power cut may lose the last seconds)\n");
 }
 
 static int parse_opts(int argc, char **argv, struct capture_opts *o)
@@ -70,6 +75,10 @@ static int parse_opts(int argc, char **argv, struct capture_opts *o)
         }
         if (strcmp(a, "--relay-insecure") == 0) {
             o->relay_insecure = true;
+            continue;
+        }
+        if (strcmp(a, "--durable") == 0) {
+            o->durable = true;
             continue;
         }
         if (v == NULL) {
@@ -148,6 +157,7 @@ static struct config *capture_config(const struct config *base, const struct cap
     str_copy(c->data_dir, o->data, sizeof(c->data_dir));
     c->capture = true;
     c->capture_max = o->max;
+    c->capture_durable = o->durable;
     str_copy(c->capture_relay, o->relay, sizeof(c->capture_relay));
     if (add_listener(c, ROLE_SMTP, o->smtp) < 0 || add_listener(c, ROLE_HTTP, o->http) < 0 ||
         (o->smtps && add_listener(c, ROLE_SUBMISSIONS, o->smtps) < 0)) {

@@ -84,6 +84,7 @@ struct config {
      * store into the capture account, never relay. */
     bool capture;
     int capture_max;              /* keep the newest N messages */
+    bool capture_durable;         /* fsync before 250 in capture mode too (--durable) */
     char capture_relay[HOSTNAME_MAX + 8]; /* "host:port" for releasing a message, "" = none */
 };
 

@@ -488,6 +488,8 @@ int server_run(struct config *cfg)
         log_error(NULL, "event=start_failed msg=\"store\" error=\"%s\"", err ? err : "?");
         return 74; /* EX_IOERR */
     }
+    if (cfg->capture && !cfg->capture_durable)
+        store_set_no_sync(srv->store);
     config_each_domain(cfg, add_domain_cb, srv->store);
     struct dns_options dopt;
     dns_options_from_config(&dopt, cfg);

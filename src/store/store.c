@@ -79,6 +79,12 @@ bool store_error_is_temporary(void) { return err_kind == STORE_ERR_TEMP; }
 enum store_error store_error_kind(void) { return err_kind; }
 const char *store_error_text(void) { return err_text; }
 
+void store_error_set(enum store_error kind, const char *text)
+{
+    err_kind = kind;
+    str_copy(err_text, text ? text : "", sizeof(err_text));
+}
+
 int64_t store_now(void) { return (int64_t)time(NULL); }
 
 /* ---- statements ---- */
@@ -210,6 +216,16 @@ static struct store_conn *conn_open(struct store *st, const char **error_r)
     return c;
 }
 
+void store_set_no_sync(struct store *st)
+{
+    atomic_store(&st->no_sync, true);
+    pthread_mutex_lock(&st->conn_lock);
+    for (struct store_conn *c = st->conns; c != NULL; c = c->next)
+        sqlite3_exec(c->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
+    pthread_mutex_unlock(&st->conn_lock);
+    log_info(NULL, "event=store_no_sync msg=\"messages are not fsynced (capture mode)\"");
+}
+
 static void conn_link(struct store *st, struct store_conn *c)
 {
     pthread_mutex_lock(&st->conn_lock);
@@ -245,6 +261,8 @@ struct store_conn *store_conn_get(struct store *st)
     c = conn_open(st, NULL);
     if (c == NULL)
         return NULL;
+    if (atomic_load(&st->no_sync))
+        sqlite3_exec(c->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     conn_link(st, c);
     pthread_setspecific(st->conn_key, c);
     return c;

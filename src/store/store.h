@@ -33,6 +33,11 @@ struct store;
 struct store *store_open(const char *data_dir, const char **error_r);
 /* Waits for queued commits to finish, stops the commit thread, closes. */
 void store_close(struct store *st);
+/* Capture mode: messages and the index are written but never fsynced
+ * (the kernel flushes them; a restart or crash of the process keeps
+ * everything, a power cut may lose the last seconds).  Call right after
+ * store_open, before other threads use the store. */
+void store_set_no_sync(struct store *st);
 
 /* ---- domains ---- */
 int store_domain_add(struct store *st, const char *domain, const char **error_r);
@@ -187,6 +192,9 @@ enum store_error {
 enum store_error store_error_kind(void);
 /* Text of the calling thread's last error ("" if none). */
 const char *store_error_text(void);
+/* Sets the calling thread's error: for a caller that ran a store call on
+ * another thread and reports its error on its own. */
+void store_error_set(enum store_error kind, const char *text);
 
 /* A simple syntax check the store applies to every address it stores:
  * local@domain, no spaces or control characters, RFC 5321 lengths.  With

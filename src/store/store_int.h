@@ -13,6 +13,7 @@
 #ifndef POSTEL_STORE_INT_H
 #define POSTEL_STORE_INT_H
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 
@@ -62,6 +63,7 @@ struct store {
     int dir_fd;                       /* data_dir, for *at() calls and syncfs */
     int lock_fd;                      /* data_dir/store.lock, flock()ed shared */
     bool use_syncfs;                  /* sync mode "syncfs" (see store_tx.c) */
+    atomic_bool no_sync;              /* store_set_no_sync(): no fsync at all */
     bool opened;                      /* fully opened (closing clears store.dirty) */
 
     pthread_key_t conn_key;

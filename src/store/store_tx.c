@@ -451,13 +451,14 @@ static int tx_make_copy(struct store_tx *tx, struct tx_copy *c, struct dirset *d
     int rc = write_full(out, prefix, plen);
     if (rc == 0)
         rc = copy_data(tx->fd, tx->prefix_len, out, tx->data_len, tx->buf, STORE_TX_BUF);
-    if (rc == 0 && !st->use_syncfs)
+    bool sync = !st->use_syncfs && !atomic_load(&st->no_sync);
+    if (rc == 0 && sync)
         rc = fdatasync(out); /* the size changed: the inode is written too */
     if (rc < 0)
         tx_fail(tx, "%s: %s", c->path, strerror(errno));
     close(out);
     c->size = plen + tx->data_len;
-    if (rc == 0 && !st->use_syncfs && dirset_add(dirs, c->path) < 0) {
+    if (rc == 0 && sync && dirset_add(dirs, c->path) < 0) {
         tx_fail(tx, "out of memory");
         return -1;
     }
@@ -475,7 +476,7 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
         tx_fail(tx, "message write: %s", strerror(tx->wr_errno));
         return -1;
     }
-    if (!st->use_syncfs) {
+    if (!st->use_syncfs && !atomic_load(&st->no_sync)) {
         if (fdatasync(tx->fd) < 0 || dirset_add(dirs, tx->spool) < 0) {
             tx_fail(tx, "%s: %s", tx->spool, strerror(errno));
             return -1;
@@ -498,6 +499,8 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
  * once (the files were fdatasynced by tx_finish_files). */
 static int batch_sync(struct store *st, struct dirset *dirs, const char **error_r)
 {
+    if (atomic_load(&st->no_sync))
+        return 0;
     if (st->use_syncfs)
         return syncfs(st->dir_fd) == 0 ? 0 : store_fail_errno(errno, error_r, "syncfs");
     for (size_t i = 0; i < dirs->n; i++) {

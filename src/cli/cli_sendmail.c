@@ -17,7 +17,8 @@
  *   -N DSN      NOTIFY (never | success,delay,failure); -R RET; -V ENVID
  *   -bs         speak SMTP on stdin/stdout; -bm (default) read a message
  *   -bp         list the queue (mailq); -q flush the queue
- *   -o..., -B, -L, -X, -v, -m, -n, -U, -e..., -C, -h  accepted, ignored
+ *   -v          show the store's log lines (otherwise only warnings)
+ *   -o..., -B, -L, -X, -m, -n, -U, -e..., -C, -h  accepted, ignored
  * Without -f the sender is the invoking user at the configured hostname.
  * Missing From, Date and Message-ID headers are added, Bcc is removed,
  * bare LF line ends become CRLF.
@@ -39,6 +40,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "mime/mime.h"
 #include "smtp/smtp_parse.h"
@@ -48,7 +50,7 @@
 #define SM_RCPTS_MAX 1000
 
 struct sm_opts {
-    bool t, i, bs;
+    bool t, i, bs, verbose;
     const char *from, *fullname, *ret, *envid;
     unsigned notify;
     char **args;                      /* recipients on the command line */
@@ -161,7 +163,8 @@ static int parse_opts(int argc, char **argv, struct sm_opts *o, const char **act
                 return sm_error(EX_USAGE, "unsupported mode %s", a);
             break;
         case 'q': *action = "flush"; break;
-        case 'v': case 'm': case 'n': case 'U': case 'e': case 'O': break;
+        case 'v': o->verbose = true; break;
+        case 'm': case 'n': case 'U': case 'e': case 'O': break;
         default: return sm_error(EX_USAGE, "unknown option %s", a);
         }
     }
@@ -757,6 +760,11 @@ int cli_sendmail(const struct config *cfg, int argc, char **argv)
         char *qargv[] = { (char *)action, NULL };
         return cli_queue(cfg, 1, qargv);
     }
+    /* cron and mail() callers treat any output as a problem to report:
+     * the store's debug and info lines belong to the server's log, not
+     * here (sm_error still explains every failure).  -v shows them. */
+    if (!o.verbose && log_get_level() < LOG_WARN)
+        log_set_level(LOG_WARN);
     if ((rc = sm_privileges(cfg)) != 0)
         return rc;
     const char *err = NULL;

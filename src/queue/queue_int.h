@@ -33,6 +33,7 @@
 #define QUEUE_DEST_CONCURRENCY   20       /* connections per destination */
 #define QUEUE_TOTAL_CONCURRENCY  100      /* connections in all */
 #define QUEUE_LOADED_MAX         5000     /* messages in flight */
+#define QUEUE_LOAD_SLICE         1000     /* messages loaded per loop turn */
 #define QUEUE_MSGS_PER_CONN      100      /* transactions on one connection */
 #define QUEUE_SESSION_BACKLOG    2        /* jobs waiting per session before another opens */
 #define QUEUE_RCPTS_PER_TX       50       /* recipients per transaction */
@@ -197,15 +198,19 @@ struct queue {
     struct dns_async *dns;
     struct ssl_ctx_st *tls;
     struct queue_timing timing;
-    struct event *scan_ev, *wake_ev, *record_ev, *stop_ev, *grace_ev, *inotify_ev;
+    struct event *scan_ev, *wake_ev, *record_ev, *stop_ev, *grace_ev, *inotify_ev, *poke_ev,
+        *slice_ev;
     int inotify_fd;
+    int64_t poke_until;               /* ms (monotonic): rescan soon until then */
     struct q_msg *msgs[1024];         /* in flight, by id */
     size_t n_msgs;
     struct q_dest *dests;
     struct q_sess *sessions;
     int active;                       /* sessions in all */
     struct q_msg *record_head, **record_tail;
+    bool record_busy;                 /* a batch is being committed on the pool */
     int injects_pending;
+    int loaded_this_scan;
     bool stopping;
     char helo[HOSTNAME_MAX];
 };

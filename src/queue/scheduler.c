@@ -10,11 +10,12 @@
  * round's results are turned into DSNs (failures; delays after
  * QUEUE_DELAY_WARNING when NOTIFY=DELAY was asked; successes for
  * NOTIFY=SUCCESS to servers without DSN), which are injected and made
- * durable first; then the results are recorded in one store transaction
- * for every message finished in that loop turn: delivered and bounced
- * recipients are marked, the rest get the next attempt (backoff, capped
- * at the expiry and at the delay warning), and an entry with nothing left
- * is removed.
+ * durable first; then the results are recorded, one store transaction
+ * for a batch of messages, committed on the pool so that deliveries go on
+ * during the fsync (the messages finished meanwhile make the next batch):
+ * delivered and bounced recipients are marked, the rest get the next
+ * attempt (backoff, capped at the expiry and at the delay warning), and
+ * an entry with nothing left is removed.
  *
  * Crash safety: nothing is recorded before the outcome is known and its
  * DSN is durable, so a crash anywhere repeats at most the attempt in
@@ -99,6 +100,13 @@ static bool rcpt_pending(const struct store_queue_rcpt *r)
 
 static void record_cb(evutil_socket_t fd, short what, void *arg);
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void msg_record(struct queue *q, struct q_msg *qm)
 {
     qm->rnext = NULL;
@@ -167,53 +175,146 @@ static size_t msg_update(struct queue *q, struct q_msg *qm, struct store_queue_u
     return k;
 }
 
-static void record_cb(evutil_socket_t fd, short what, void *arg)
+/* A batch of finished messages whose outcomes are committed together. */
+struct q_record {
+    struct queue *q;
+    struct q_msg *msgs;               /* the batch (rnext list) */
+    size_t n, k;                      /* messages; updates (those with results) */
+    struct store_queue_update *u;
+    struct store_queue_rcpt_update **ru;
+    char (**notes)[512];
+    bool oom;
+    int rc;
+    const char *err;
+    int64_t ms;
+};
+
+/* Takes every message waiting to be recorded into a batch (on the
+ * queue's loop: it reads the messages and the timings). */
+static struct q_record *record_build(struct queue *q)
 {
-    struct queue *q = arg;
-    size_t n = 0;
-    for (struct q_msg *m = q->record_head; m != NULL; m = m->rnext)
-        n++;
-    if (n == 0)
-        return;
-    struct store_queue_update *u = calloc(n, sizeof(*u));
-    struct store_queue_rcpt_update **ru = calloc(n, sizeof(*ru));
-    char (**notes)[512] = calloc(n, sizeof(*notes));
-    int64_t now = (int64_t)time(NULL);
-    size_t k = 0;
-    bool oom = u == NULL || ru == NULL || notes == NULL;
-    for (struct q_msg *m = q->record_head; m != NULL && !oom; m = m->rnext) {
-        ru[k] = calloc(m->m->n_rcpts ? m->m->n_rcpts : 1, sizeof(**ru));
-        notes[k] = calloc(m->m->n_rcpts ? m->m->n_rcpts : 1, sizeof(*notes[k]));
-        oom = ru[k] == NULL || notes[k] == NULL;
-        if (!oom && msg_update(q, m, &u[k], ru[k], notes[k], now) > 0)
-            k++;
-    }
-    const char *err = NULL;
-    if (oom)
-        log_error(NULL, "event=queue_record_failed error=\"out of memory\"");
-    else if (k > 0 && store_queue_update(q->st, u, k, &err) < 0)
-        log_error(NULL, "event=queue_record_failed error=\"%s\" entries=%zu", err ? err : "?", k);
-    for (size_t i = 0; i < k && !oom; i++)
-        if (u[i].removed)
-            log_info(NULL, "event=queue_removed id=%s", u[i].id);
-    for (size_t i = 0; i < n; i++) {
-        if (ru != NULL)
-            free(ru[i]);
-        if (notes != NULL)
-            free(notes[i]);
-    }
-    free(u);
-    free(ru);
-    free(notes);
-    struct q_msg *m = q->record_head;
+    struct q_record *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->q = q;
+    r->msgs = q->record_head;
     q->record_head = NULL;
     q->record_tail = &q->record_head;
+    for (struct q_msg *m = r->msgs; m != NULL; m = m->rnext) {
+        r->n++;
+        /* Its reports are built: close the file now, while it is still
+         * linked.  Closed after the commit unlinked it, the close would
+         * free the inode on this loop, and ext4 with "discard" waits for
+         * the device there. */
+        if (m->fd >= 0) {
+            close(m->fd);
+            m->fd = -1;
+        }
+    }
+    r->u = calloc(r->n ? r->n : 1, sizeof(*r->u));
+    r->ru = calloc(r->n ? r->n : 1, sizeof(*r->ru));
+    r->notes = calloc(r->n ? r->n : 1, sizeof(*r->notes));
+    int64_t now = (int64_t)time(NULL);
+    r->oom = r->u == NULL || r->ru == NULL || r->notes == NULL;
+    for (struct q_msg *m = r->msgs; m != NULL && !r->oom; m = m->rnext) {
+        size_t nr = m->m->n_rcpts ? m->m->n_rcpts : 1;
+        r->ru[r->k] = calloc(nr, sizeof(**r->ru));
+        r->notes[r->k] = calloc(nr, sizeof(*r->notes[r->k]));
+        r->oom = r->ru[r->k] == NULL || r->notes[r->k] == NULL;
+        if (!r->oom && msg_update(q, m, &r->u[r->k], r->ru[r->k], r->notes[r->k], now) > 0)
+            r->k++;
+    }
+    return r;
+}
+
+/* The commit: one store transaction for the batch (then the removed
+ * entries' files are unlinked).  Runs on a pool thread, or on the loop
+ * when stopping; touches nothing but the batch and the store. */
+static void record_store(void *arg)
+{
+    struct q_record *r = arg;
+    int64_t t0 = mono_ms();
+    r->rc = 0;
+    if (!r->oom && r->k > 0)
+        r->rc = store_queue_update(r->q->st, r->u, r->k, &r->err);
+    r->ms = mono_ms() - t0;
+}
+
+/* Back on the loop: logs, frees the batch and its messages. */
+static void record_finish(struct queue *q, struct q_record *r)
+{
+    if (r->oom)
+        log_error(NULL, "event=queue_record_failed error=\"out of memory\"");
+    else if (r->rc < 0)
+        log_error(NULL, "event=queue_record_failed error=\"%s\" entries=%zu",
+                  r->err ? r->err : "?", r->k);
+    if (r->ms >= 200)
+        log_info(NULL, "event=queue_record_slow entries=%zu ms=%lld", r->k, (long long)r->ms);
+    else
+        log_debug(NULL, "event=queue_recorded entries=%zu ms=%lld", r->k, (long long)r->ms);
+    for (size_t i = 0; i < r->k && !r->oom && r->rc == 0; i++)
+        if (r->u[i].removed)
+            log_info(NULL, "event=queue_removed id=%s", r->u[i].id);
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->ru != NULL)
+            free(r->ru[i]);
+        if (r->notes != NULL)
+            free(r->notes[i]);
+    }
+    free(r->u);
+    free(r->ru);
+    free(r->notes);
+    struct q_msg *m = r->msgs;
     while (m != NULL) {
         struct q_msg *next = m->rnext;
         msg_unlink(q, m);
         msg_free(m);
         m = next;
     }
+    free(r);
+}
+
+static void record_done(void *arg)
+{
+    struct q_record *r = arg;
+    struct queue *q = r->q;
+    record_finish(q, r);
+    q->record_busy = false;
+    /* what finished meanwhile is the next batch (group commit) */
+    if (q->record_head != NULL && !evtimer_pending(q->record_ev, NULL)) {
+        struct timeval zero = { 0, 0 };
+        evtimer_add(q->record_ev, &zero);
+    }
+}
+
+/* Records the finished messages.  The commit (an fsync) runs on the
+ * pool, so deliveries go on meanwhile; one batch at a time, the messages
+ * finished during a commit make the next one.  Until its batch is
+ * committed a message stays in flight, so no scan loads it again. */
+static void record_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue *q = arg;
+    if (q->record_busy || q->record_head == NULL)
+        return;
+    struct q_record *r = record_build(q);
+    if (r == NULL) {
+        log_error(NULL, "event=queue_record_failed error=\"out of memory\"");
+        return;
+    }
+    q->record_busy = true;
+    pool_submit(q->base, record_store, record_done, r);
+}
+
+/* The same on the loop thread, for the stop paths (no batch in flight). */
+static void record_now(struct queue *q)
+{
+    if (q->record_busy || q->record_head == NULL)
+        return;
+    struct q_record *r = record_build(q);
+    if (r == NULL)
+        return;
+    record_store(r);
+    record_finish(q, r);
 }
 
 /* ---- DSNs ---- */
@@ -540,8 +641,10 @@ static void msg_begin(struct queue *q, struct store_queue_msg *m)
 static void scan_one(const char *id, void *arg)
 {
     struct queue *q = arg;
-    if (q->stopping || q->n_msgs >= QUEUE_LOADED_MAX || msg_find(q, id) != NULL)
+    if (q->stopping || q->n_msgs >= QUEUE_LOADED_MAX ||
+        q->loaded_this_scan >= QUEUE_LOAD_SLICE || msg_find(q, id) != NULL)
         return;
+    q->loaded_this_scan++;
     struct store_queue_msg *m;
     int rc = store_queue_load(q->st, id, &m);
     if (rc < 0)
@@ -571,9 +674,21 @@ static void scan(struct queue *q)
 {
     if (q->stopping)
         return;
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = (int64_t)time(NULL), t0 = mono_ms();
+    q->loaded_this_scan = 0;
     if (store_queue_due(q->st, now, QUEUE_LOADED_MAX, scan_one, q) < 0)
         log_error(NULL, "event=queue_scan_failed error=\"%s\"", store_error_text());
+    int64_t ms = mono_ms() - t0;
+    if (ms >= 200)
+        log_info(NULL, "event=queue_scan_slow loaded=%d ms=%lld", q->loaded_this_scan,
+                 (long long)ms);
+    /* A full slice: load more on the next loop turn, after the sessions
+     * had their share of it (the first deliveries start meanwhile). */
+    if (q->loaded_this_scan >= QUEUE_LOAD_SLICE && !q->stopping &&
+        !evtimer_pending(q->slice_ev, NULL)) {
+        struct timeval zero = { 0, 0 };
+        evtimer_add(q->slice_ev, &zero);
+    }
     dests_sweep(q, now);
 }
 
@@ -588,7 +703,19 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A new queue file: its index row follows within milliseconds (the
- * store syncs the file, then commits), so look a few times. */
+ * store syncs the file, then commits), so look after 20 ms, then every
+ * 100 ms until 400 ms after the last file.  A burst of submissions thus
+ * costs ten scans a second, not three per message. */
+static void poke_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct queue *q = arg;
+    scan(q);
+    if (!q->stopping && mono_ms() < q->poke_until) {
+        struct timeval tv = { 0, 100 * 1000 };
+        evtimer_add(q->poke_ev, &tv);
+    }
+}
+
 static void inotify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct queue *q = arg;
@@ -598,10 +725,10 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
         any = true;
     if (!any || q->stopping)
         return;
-    static const int delays_ms[] = { 20, 100, 300 };
-    for (size_t i = 0; i < sizeof(delays_ms) / sizeof(delays_ms[0]); i++) {
-        struct timeval tv = { 0, delays_ms[i] * 1000 };
-        event_base_once(q->base, -1, EV_TIMEOUT, wake_cb, q, &tv);
+    q->poke_until = mono_ms() + 400;
+    if (!evtimer_pending(q->poke_ev, NULL)) {
+        struct timeval tv = { 0, 20 * 1000 };
+        evtimer_add(q->poke_ev, &tv);
     }
 }
 
@@ -619,8 +746,9 @@ static void inotify_setup(struct queue *q, const char *data_dir)
         q->inotify_fd = -1;
         return;
     }
+    q->poke_ev = evtimer_new(q->base, poke_cb, q);
     q->inotify_ev = event_new(q->base, q->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, q);
-    if (q->inotify_ev != NULL)
+    if (q->inotify_ev != NULL && q->poke_ev != NULL)
         event_add(q->inotify_ev, NULL);
 }
 
@@ -650,15 +778,14 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
     struct queue *q = arg;
     if (q->sessions != NULL)
         log_info(NULL, "event=queue_stop_cut sessions=%d", q->active);
-    if (q->record_head != NULL)
-        record_cb(-1, 0, q);
-    if (q->injects_pending > 0) {
-        /* a DSN commit is on its way: wait for it (the store finishes it) */
+    if (q->injects_pending > 0 || q->record_busy) {
+        /* a DSN or a batch of results is being committed: wait for it */
         struct timeval tv = { 0, 50 * 1000 };
         evtimer_add(q->grace_ev, &tv);
         queue_delivery_abort(q);
         return;
     }
+    record_now(q);
     hard_stop(q);
 }
 
@@ -671,9 +798,11 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_del(q->scan_ev);
     if (q->inotify_ev != NULL)
         event_del(q->inotify_ev);
-    if (q->sessions == NULL && q->injects_pending == 0) {
-        if (q->record_head != NULL)
-            record_cb(-1, 0, q);
+    if (q->poke_ev != NULL)
+        evtimer_del(q->poke_ev);
+    evtimer_del(q->slice_ev);
+    if (q->sessions == NULL && q->injects_pending == 0 && !q->record_busy) {
+        record_now(q);
         hard_stop(q);
         return;
     }
@@ -700,7 +829,7 @@ static void queue_free(struct queue *q)
         queue_dest_free(d);
     }
     struct event *evs[] = { q->scan_ev, q->wake_ev, q->record_ev, q->stop_ev, q->grace_ev,
-                            q->inotify_ev };
+                            q->inotify_ev, q->poke_ev, q->slice_ev };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i] != NULL)
             event_free(evs[i]);
@@ -748,7 +877,9 @@ int queue_start(struct server *srv)
     q->record_ev = evtimer_new(q->base, record_cb, q);
     q->stop_ev = event_new(q->base, -1, 0, stop_cb, q);
     q->grace_ev = evtimer_new(q->base, grace_cb, q);
-    if (!q->scan_ev || !q->wake_ev || !q->record_ev || !q->stop_ev || !q->grace_ev) {
+    q->slice_ev = evtimer_new(q->base, wake_cb, q);
+    if (!q->scan_ev || !q->wake_ev || !q->record_ev || !q->stop_ev || !q->grace_ev ||
+        !q->slice_ev) {
         queue_free(q);
         return -1;
     }

@@ -34,10 +34,21 @@ def _stop_leftovers():
             srv.proc.wait()
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before in this test process:
+    the kernel may offer a port again as soon as the probe socket closes,
+    so two roles of one server could otherwise get the same port."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no fresh free port")
 
 
 def port_accepts(port, host="127.0.0.1"):

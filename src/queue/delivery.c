@@ -350,6 +350,34 @@ struct q_sess {
 static void sess_connect(struct q_sess *s);
 static void sess_run_job(struct q_sess *s);
 
+/* Frees capacity: this destination's queue first, then any other. */
+static void capacity_freed(struct queue *q, struct q_dest *d)
+{
+    if (q->stopping)
+        return;
+    queue_dest_kick(q, d);
+    for (struct q_dest *o = q->dests; o != NULL && q->active < QUEUE_TOTAL_CONCURRENCY; o = o->next)
+        if (o != d && o->head != NULL)
+            queue_dest_kick(q, o);
+}
+
+/* A connection that was saying QUIT while counted against the limits. */
+struct q_slot {
+    struct queue *q;
+    struct q_dest *d;
+};
+
+static void slot_release(void *arg)
+{
+    struct q_slot *slot = arg;
+    struct queue *q = slot->q;
+    struct q_dest *d = slot->d;
+    free(slot);
+    d->active--;
+    q->active--;
+    capacity_freed(q, d);
+}
+
 static void sess_end(struct q_sess *s)
 {
     struct queue *q = s->q;
@@ -368,13 +396,7 @@ static void sess_end(struct q_sess *s)
     free(s);
     d->active--;
     q->active--;
-    if (q->stopping)
-        return;
-    /* capacity freed: this destination first, then any other waiting */
-    queue_dest_kick(q, d);
-    for (struct q_dest *o = q->dests; o != NULL && q->active < QUEUE_TOTAL_CONCURRENCY; o = o->next)
-        if (o != d && o->head != NULL)
-            queue_dest_kick(q, o);
+    capacity_freed(q, d);
 }
 
 /* Takes the destination's next job, or NULL. */
@@ -738,10 +760,18 @@ static void sess_continue(struct q_sess *s, bool conn_ok)
         sess_run_job(s);
         return;
     }
-    if (conn_ok)
-        smtp_client_quit(s->cl);
-    else
+    struct q_slot *slot = conn_ok ? malloc(sizeof(*slot)) : NULL;
+    if (slot != NULL) {
+        /* the connection counts against the limits until QUIT is done */
+        *slot = (struct q_slot){ s->q, s->d };
+        s->d->active++;
+        s->q->active++;
+        smtp_client_quit(s->cl, slot_release, slot);
+    } else if (conn_ok) {
+        smtp_client_quit(s->cl, NULL, NULL);
+    } else {
         smtp_client_free(s->cl);
+    }
     s->cl = NULL;
     sess_end(s);
 }

@@ -251,6 +251,8 @@ struct cl_cmd {
 
 struct smtp_client {
     struct event_base *base;
+    smtp_client_closed_fn *closed_cb; /* set by smtp_client_quit */
+    void *closed_arg;
     struct bufferevent *bev;
     struct event *later;              /* reports a failure outside the caller's call */
     enum cl_state state;
@@ -363,6 +365,8 @@ static void tx_clear(struct smtp_client *c)
 
 static void cl_destroy(struct smtp_client *c)
 {
+    smtp_client_closed_fn *closed = c->closed_cb;
+    void *closed_arg = c->closed_arg;
     tx_clear(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
@@ -373,6 +377,8 @@ static void cl_destroy(struct smtp_client *c)
     free(c->auth_user);
     free(c->auth_pass);
     free(c);
+    if (closed != NULL)
+        closed(closed_arg);
 }
 
 void smtp_client_free(struct smtp_client *c)
@@ -1107,12 +1113,17 @@ bool smtp_client_tls(const struct smtp_client *c, char *desc, size_t size)
     return c->tls;
 }
 
-void smtp_client_quit(struct smtp_client *c)
+void smtp_client_quit(struct smtp_client *c, smtp_client_closed_fn *closed, void *arg)
 {
-    if (c == NULL)
+    if (c == NULL) {
+        if (closed != NULL)
+            closed(arg);
         return;
+    }
     c->open_cb = NULL;
     c->tx_cb = NULL;
+    c->closed_cb = closed;
+    c->closed_arg = arg;
     if (c->state != CL_READY || c->freed) {
         smtp_client_free(c);
         return;

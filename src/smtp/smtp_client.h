@@ -159,8 +159,12 @@ typedef void smtp_client_tx_fn(void *arg, struct smtp_client *c, const struct sm
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_tx *tx, smtp_client_tx_fn *cb,
                      void *arg);
 /* Sends QUIT and lets the session go: it closes and frees itself after
- * the reply (or a short timeout).  No callback runs after this. */
-void smtp_client_quit(struct smtp_client *c);
+ * the reply (or a short timeout).  No session callback runs after this;
+ * closed (may be NULL) runs once the connection is really gone — at once
+ * when there was nothing to say QUIT on — so a caller counting open
+ * connections can count this one until then. */
+typedef void smtp_client_closed_fn(void *arg);
+void smtp_client_quit(struct smtp_client *c, smtp_client_closed_fn *closed, void *arg);
 /* Closes at once and frees (deferred when called inside a callback).
  * No callback runs after this. */
 void smtp_client_free(struct smtp_client *c);

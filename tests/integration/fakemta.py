@@ -17,7 +17,8 @@ Behaviour is set through attributes, changeable while it runs:
                     for MAIL when auth_required
 Each accepted message records the envelope, the ESMTP parameters, the
 content, whether TLS was on and who authenticated.  Every connection is
-counted (connections) and every command line is logged (commands).
+counted (connections; active and max_active count those open at once)
+and every command line is logged (commands).
 """
 import asyncio
 import base64
@@ -71,6 +72,8 @@ class FakeMTA:
         self.messages = []
         self.commands = []
         self.connections = 0
+        self.active = 0                 # connections open now
+        self.max_active = 0             # the most ever open at once
         self.loop = None
         self.server = None
         self.thread = None
@@ -129,6 +132,16 @@ class FakeMTA:
 
     # ---- protocol
     async def _session(self, reader, writer):
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            await self._session_run(reader, writer)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    async def _session_run(self, reader, writer):
         with self._lock:
             self.connections += 1
             conn_id = self.connections

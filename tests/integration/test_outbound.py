@@ -273,6 +273,33 @@ def test_connection_reuse(outbound, mta):
     assert len({m.conn_id for m in msgs}) < 4, "no connection carried two messages"
 
 
+def test_concurrency_limit_per_destination(outbound, mta):
+    """100 messages for one domain become due at once (deferred by a 421
+    banner, then flushed) while its MX is slow: the queue opens many
+    connections to it at once, never more than 20
+    (QUEUE_DEST_CONCURRENCY), and delivers every message once."""
+    mta.greeting = (421, "4.3.2 not now")
+    srv = outbound()
+    t = token("conc")
+    n = 100
+    with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=tls_context(), timeout=10) as s:
+        s.login(ALICE, USERS[ALICE])
+        for i in range(n):
+            s.sendmail(ALICE, ["c%d@remote.test" % i], make_message("%s-%d" % (t, i), sender=ALICE))
+    wait_for(lambda: mta.connections >= 1 and mta.active == 0 and
+             srv.cli("queue", "list").stdout.decode().count("remote.test") >= n,
+             what="all %d messages deferred" % n)
+    mta.greeting = (220, "fake.mta.test ESMTP")
+    mta.data_delay = 2.0
+    mta.max_active = 0          # count only the flushed deliveries
+    srv.cli("queue", "flush")
+    msgs = mta.wait_messages(n, timeout=60)
+    assert sorted(m.rcpt_addrs[0] for m in msgs) == sorted("c%d@remote.test" % i for i in range(n))
+    assert 10 < mta.max_active <= 20, mta.max_active
+    # connections were reused: fewer of them than messages
+    assert len({m.conn_id for m in msgs}) < n
+
+
 def test_multiple_rcpts_per_recipient_results(outbound, mta):
     mta.rcpt_reply = lambda a: (550, "5.1.1 <%s>: no such user" % a) if a.startswith("nobody") else None
     srv = outbound()

@@ -338,7 +338,7 @@ static void on_tx(void *arg, struct smtp_client *c, const struct smtp_client_res
         r->rcpt[i] = res->rcpt[i];
     r->res.rcpt = r->rcpt;
     if (r->quit && res->conn_ok)
-        smtp_client_quit(c);
+        smtp_client_quit(c, NULL, NULL);
     else
         smtp_client_free(c);
     struct timeval tv = { 0, 200 * 1000 };

@@ -5,6 +5,44 @@
 
 #include "imap/imap_int.h"
 
+/* The store step runs on the pool (imap_cmd_defer): the file write, its
+ * fsync and the index commit never stall the loop. */
+struct append_job {
+    struct store *store;
+    int64_t account;
+    const char *name;
+    const char *data;
+    size_t len;
+    uint32_t flags;
+    const char *keywords;
+    int64_t date;
+    int found;                          /* store_imap_mailbox_get's result */
+    int rc;
+    uint32_t uid, uidvalidity;
+};
+
+static void append_work(struct imap_cmd *c)
+{
+    struct append_job *j = c->job;
+    struct store_imap_mbox m;
+    j->found = store_imap_mailbox_get(j->store, j->account, imap_mailbox_name(j->name), &m);
+    if (j->found <= 0)
+        return;
+    j->rc = store_imap_append(j->store, j->account, m.id, j->data, j->len, j->flags, j->keywords,
+                              j->date, &j->uid, &j->uidvalidity);
+}
+
+static void append_done(struct imap_cmd *c)
+{
+    struct append_job *j = c->job;
+    if (j->found == 0)
+        imap_no(c, "[TRYCREATE] Mailbox doesn't exist: %s", j->name);
+    else if (j->found < 0 || j->rc < 0)
+        imap_no_store(c, "Cannot append");
+    else
+        imap_ok(c, "[APPENDUID %u %u] Append completed.", j->uidvalidity, j->uid);
+}
+
 void imap_cmd_append(struct imap_cmd *c)
 {
     struct imap_session *s = c->s;
@@ -40,22 +78,15 @@ void imap_cmd_append(struct imap_cmd *c)
         imap_no(c, "[TOOBIG] Message too large");
         return;
     }
-    struct store_imap_mbox m;
-    int r = store_imap_mailbox_get(imap_store(s), s->account_id, imap_mailbox_name(name), &m);
-    if (r <= 0) {
-        if (r == 0)
-            imap_no(c, "[TRYCREATE] Mailbox doesn't exist: %s", name);
-        else
-            imap_no_store(c, "Cannot append");
+    struct append_job *j = imap_pool_alloc(&c->pool, sizeof(*j));
+    if (j == NULL) {
+        imap_no(c, "[LIMIT] Out of memory");
         return;
     }
-    uint32_t uid, uv;
-    if (store_imap_append(imap_store(s), s->account_id, m.id, data, dlen, flags, keywords, date,
-                          &uid, &uv) < 0) {
-        imap_no_store(c, "Cannot append");
-        return;
-    }
-    imap_ok(c, "[APPENDUID %u %u] Append completed.", uv, uid);
+    *j = (struct append_job){ .store = imap_store(s), .account = s->account_id, .name = name,
+                              .data = data, .len = dlen, .flags = flags, .keywords = keywords,
+                              .date = date };
+    imap_cmd_defer(c, append_work, append_done, j);
     return;
 bad:
     imap_bad_syntax(c);

@@ -33,6 +33,42 @@ static int parse_use(struct imap_cmd *c, const char **use_r)
     return 0;
 }
 
+/* The store step runs on the pool (imap_cmd_defer). */
+struct mbox_job {
+    struct store *store;
+    int64_t account;
+    char *name;
+    const char *use;
+    int rc;
+};
+
+static void create_work(struct imap_cmd *c)
+{
+    struct mbox_job *j = c->job;
+    char *name = j->name;
+    for (char *p = strchr(name, IMAP_HIER_SEP); p; p = strchr(p + 1, IMAP_HIER_SEP)) {
+        *p = '\0';
+        struct store_imap_mbox m;
+        if (store_imap_mailbox_get(j->store, j->account, imap_mailbox_name(name), &m) == 0)
+            store_imap_mailbox_create(j->store, j->account, name, NULL);
+        *p = IMAP_HIER_SEP;
+    }
+    j->rc = store_imap_mailbox_create(j->store, j->account, name, j->use);
+}
+
+static void create_done(struct imap_cmd *c)
+{
+    struct mbox_job *j = c->job;
+    if (j->rc < 0) {
+        if (store_error_kind() == STORE_ERR_EXISTS)
+            imap_no(c, "[ALREADYEXISTS] Mailbox already exists");
+        else
+            imap_no_store(c, "Cannot create mailbox");
+        return;
+    }
+    imap_ok(c, "Create completed.");
+}
+
 void imap_cmd_create(struct imap_cmd *c)
 {
     struct imap_session *s = c->s;
@@ -65,19 +101,12 @@ void imap_cmd_create(struct imap_cmd *c)
         imap_no(c, "[ALREADYEXISTS] Mailbox already exists");
         return;
     }
-    for (char *p = strchr(name, IMAP_HIER_SEP); p; p = strchr(p + 1, IMAP_HIER_SEP)) {
-        *p = '\0';
-        struct store_imap_mbox m;
-        if (store_imap_mailbox_get(imap_store(s), s->account_id, imap_mailbox_name(name), &m) == 0)
-            store_imap_mailbox_create(imap_store(s), s->account_id, name, NULL);
-        *p = IMAP_HIER_SEP;
-    }
-    if (store_imap_mailbox_create(imap_store(s), s->account_id, name, use) < 0) {
-        if (store_error_kind() == STORE_ERR_EXISTS)
-            imap_no(c, "[ALREADYEXISTS] Mailbox already exists");
-        else
-            imap_no_store(c, "Cannot create mailbox");
+    struct mbox_job *j = imap_pool_alloc(&c->pool, sizeof(*j));
+    if (j == NULL) {
+        imap_no(c, "[LIMIT] Out of memory");
         return;
     }
-    imap_ok(c, "Create completed.");
+    *j = (struct mbox_job){ .store = imap_store(s), .account = s->account_id, .name = name,
+                            .use = use };
+    imap_cmd_defer(c, create_work, create_done, j);
 }

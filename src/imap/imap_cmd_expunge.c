@@ -1,7 +1,46 @@
-/* EXPUNGE and UID EXPUNGE (RFC 9051 6.4.3, 6.4.9). */
+/* EXPUNGE and UID EXPUNGE (RFC 9051 6.4.3, 6.4.9).  The store step runs
+ * on the pool (imap_cmd_defer). */
 #include <stdlib.h>
 
 #include "imap/imap_int.h"
+
+struct expunge_job {
+    struct store *store;
+    int64_t mailbox;
+    const uint32_t *uids;               /* UID EXPUNGE's set, else NULL */
+    size_t n;
+    bool condstore;
+    long k;                             /* store_imap_expunge's result */
+    uint32_t *gone;
+    int state;                          /* store_imap_sync_state's result */
+    uint64_t hms;
+};
+
+static void expunge_work(struct imap_cmd *c)
+{
+    struct expunge_job *j = c->job;
+    j->k = store_imap_expunge(j->store, j->mailbox, j->uids, j->n, &j->gone);
+    if (j->k >= 0 && j->condstore) {
+        uint32_t un, cnt;
+        j->state = store_imap_sync_state(j->store, j->mailbox, 0, &j->hms, &un, &cnt);
+    }
+}
+
+static void expunge_done(struct imap_cmd *c)
+{
+    struct expunge_job *j = c->job;
+    if (j->k < 0) {
+        imap_no_store(c, "Cannot expunge");
+        return;
+    }
+    imap_view_expunged(c->s, j->gone, (size_t)j->k);
+    free(j->gone);
+    if (j->condstore && j->state > 0) {
+        imap_ok(c, "[HIGHESTMODSEQ %llu] Expunge completed.", (unsigned long long)j->hms);
+        return;
+    }
+    imap_ok(c, "Expunge completed.");
+}
 
 void imap_cmd_expunge(struct imap_cmd *c)
 {
@@ -29,20 +68,13 @@ void imap_cmd_expunge(struct imap_cmd *c)
         imap_ok(c, "Expunge completed.");
         return;
     }
-    uint32_t *gone = NULL;
-    long k = store_imap_expunge(imap_store(s), s->sel->id, c->uid ? uids : NULL, n, &gone);
-    if (k < 0) {
-        imap_no_store(c, "Cannot expunge");
+    struct expunge_job *j = imap_pool_alloc(&c->pool, sizeof(*j));
+    if (j == NULL) {
+        imap_no(c, "[LIMIT] Out of memory");
         return;
     }
-    imap_view_expunged(s, gone, (size_t)k);
-    free(gone);
-    uint64_t hms;
-    uint32_t un, cnt;
-    if ((s->enabled & IMAP_EN_CONDSTORE) &&
-        store_imap_sync_state(imap_store(s), s->sel->id, 0, &hms, &un, &cnt) > 0) {
-        imap_ok(c, "[HIGHESTMODSEQ %llu] Expunge completed.", (unsigned long long)hms);
-        return;
-    }
-    imap_ok(c, "Expunge completed.");
+    *j = (struct expunge_job){ .store = imap_store(s), .mailbox = s->sel->id,
+                               .uids = c->uid ? uids : NULL, .n = n,
+                               .condstore = (s->enabled & IMAP_EN_CONDSTORE) != 0 };
+    imap_cmd_defer(c, expunge_work, expunge_done, j);
 }

@@ -618,6 +618,50 @@ static void seen_cb(const struct store_imap_msg *m, enum store_imap_flag_result 
         sc->changed[sc->n++] = m->uid;
 }
 
+/* FETCH's messages, after \Seen was set when needed. */
+static void fetch_finish(struct imap_cmd *c, struct fetch_ctx *x)
+{
+    struct imap_session *s = c->s;
+    const uint32_t *uids = x->uids;
+    size_t n = x->n_uids;
+    if (n > 0 && store_imap_msgs(imap_store(s), s->sel->id, uids[0], uids[n - 1], fetch_one, x) < 0) {
+        imap_no_store(c, "Cannot fetch");
+        return;
+    }
+    if (x->failed)
+        imap_no(c, "Some messages could not be fetched");
+    else
+        imap_ok(c, "Fetch completed.");
+}
+
+/* Setting \Seen (BODY[] without PEEK) runs on the pool (imap_cmd_defer). */
+struct seen_job {
+    struct fetch_ctx *x;
+    struct store *store;
+    int64_t mailbox;
+    struct seen_ctx sc;
+    long rc;
+    uint64_t modseq;
+};
+
+static void fetch_seen_work(struct imap_cmd *c)
+{
+    struct seen_job *j = c->job;
+    j->rc = store_imap_flags(j->store, j->mailbox, j->x->uids, j->x->n_uids, STORE_IMAP_FLAGS_ADD,
+                             STORE_FLAG_SEEN, "", 0, seen_cb, &j->sc, &j->modseq);
+}
+
+static void fetch_seen_done(struct imap_cmd *c)
+{
+    struct seen_job *j = c->job;
+    if (j->rc >= 0) {
+        imap_view_own_modseq(c->s->sel, j->modseq);
+        j->x->seen_changed = j->sc.changed;
+        j->x->n_seen_changed = j->sc.n;
+    }
+    fetch_finish(c, j->x);
+}
+
 static void fetch_vanished(struct fetch_ctx *x, const struct imap_seqset *set)
 {
     struct imap_session *s = x->c->s;
@@ -681,24 +725,17 @@ void imap_cmd_fetch(struct imap_cmd *c)
     if (x->vanished)
         fetch_vanished(x, &set);
     if (x->set_seen && !s->sel->readonly && n > 0) {
-        struct seen_ctx sc = { imap_pool_alloc(&c->pool, (n + 1) * sizeof(uint32_t)), 0 };
-        uint64_t modseq = 0;
-        if (sc.changed &&
-            store_imap_flags(imap_store(s), s->sel->id, uids, n, STORE_IMAP_FLAGS_ADD,
-                             STORE_FLAG_SEEN, "", 0, seen_cb, &sc, &modseq) >= 0) {
-            imap_view_own_modseq(s->sel, modseq);
-            x->seen_changed = sc.changed;
-            x->n_seen_changed = sc.n;
+        struct seen_job *j = imap_pool_alloc(&c->pool, sizeof(*j));
+        uint32_t *changed = imap_pool_alloc(&c->pool, (n + 1) * sizeof(uint32_t));
+        if (j != NULL && changed != NULL) {
+            /* setting \Seen is a store write: on the pool */
+            *j = (struct seen_job){ .x = x, .store = imap_store(s), .mailbox = s->sel->id,
+                                    .sc = { changed, 0 } };
+            imap_cmd_defer(c, fetch_seen_work, fetch_seen_done, j);
+            return;
         }
     }
-    if (n > 0 && store_imap_msgs(imap_store(s), s->sel->id, uids[0], uids[n - 1], fetch_one, x) < 0) {
-        imap_no_store(c, "Cannot fetch");
-        return;
-    }
-    if (x->failed)
-        imap_no(c, "Some messages could not be fetched");
-    else
-        imap_ok(c, "Fetch completed.");
+    fetch_finish(c, x);
     return;
 bad:
     imap_bad_syntax(c);

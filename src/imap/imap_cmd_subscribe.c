@@ -3,6 +3,39 @@
 
 #include "imap/imap_int.h"
 
+/* The store step runs on the pool (imap_cmd_defer). */
+struct sub_job {
+    struct store *store;
+    int64_t account;
+    const char *name;
+    bool on;
+    int rc;
+};
+
+static void sub_work(struct imap_cmd *c)
+{
+    struct sub_job *j = c->job;
+    j->rc = store_imap_mailbox_subscribe(j->store, j->account, imap_mailbox_name(j->name), j->on);
+}
+
+static void sub_done(struct imap_cmd *c)
+{
+    struct sub_job *j = c->job;
+    bool on = j->on;
+    if (j->rc < 0) {
+        if (store_error_kind() == STORE_ERR_NOTFOUND && !on) {
+            imap_ok(c, "Unsubscribe completed.");
+            return;
+        }
+        if (store_error_kind() == STORE_ERR_NOTFOUND)
+            imap_no(c, "[NONEXISTENT] Mailbox doesn't exist: %s", j->name);
+        else
+            imap_no_store(c, "Cannot change subscription");
+        return;
+    }
+    imap_ok(c, "%s completed.", on ? "Subscribe" : "Unsubscribe");
+}
+
 void imap_cmd_subscribe(struct imap_cmd *c)
 {
     struct imap_session *s = c->s;
@@ -14,16 +47,12 @@ void imap_cmd_subscribe(struct imap_cmd *c)
         imap_bad_syntax(c);
         return;
     }
-    if (store_imap_mailbox_subscribe(imap_store(s), s->account_id, imap_mailbox_name(name), on) < 0) {
-        if (store_error_kind() == STORE_ERR_NOTFOUND && !on) {
-            imap_ok(c, "Unsubscribe completed.");
-            return;
-        }
-        if (store_error_kind() == STORE_ERR_NOTFOUND)
-            imap_no(c, "[NONEXISTENT] Mailbox doesn't exist: %s", name);
-        else
-            imap_no_store(c, "Cannot change subscription");
+    struct sub_job *j = imap_pool_alloc(&c->pool, sizeof(*j));
+    if (j == NULL) {
+        imap_no(c, "[LIMIT] Out of memory");
         return;
     }
-    imap_ok(c, "%s completed.", on ? "Subscribe" : "Unsubscribe");
+    *j = (struct sub_job){ .store = imap_store(s), .account = s->account_id, .name = name,
+                           .on = on };
+    imap_cmd_defer(c, sub_work, sub_done, j);
 }

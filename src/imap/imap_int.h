@@ -9,9 +9,12 @@
  * whole command (literals included), parses the tag and name, checks the
  * state and calls the handler with a struct imap_cmd whose pool lives
  * until the command is done.  A handler either answers (imap_ok/no/bad)
- * before returning, or sets s->async and answers later through
- * imap_cmd_finish_async (LOGIN and AUTHENTICATE run the password check on
- * the pool).
+ * before returning, or hands its store writes to the thread pool with
+ * imap_cmd_defer and answers from the done step back on the loop (every
+ * writing command: APPEND, COPY, MOVE, STORE, EXPUNGE, CLOSE, FETCH
+ * setting \Seen, CREATE, DELETE, RENAME, SUBSCRIBE); LOGIN and
+ * AUTHENTICATE run the password check on the pool the same way
+ * (imap_auth_start, imap_resume).
  *
  * Memory per session: the struct, the bufferevent, and while a mailbox is
  * selected one uint32 per message (the UID map, sequence number = index
@@ -114,9 +117,27 @@ struct imap_cmd {
     struct imap_parser ps;
     struct imap_pool pool;
     bool no_expunge;                    /* FETCH/STORE/SEARCH: no EXPUNGE after */
+    /* a command whose store step runs on the pool (imap_cmd_defer) */
+    bool deferred;
+    void (*work)(struct imap_cmd *c);
+    void (*done)(struct imap_cmd *c);
+    void *job;                          /* the command's own state (pool memory) */
+    struct strbuf text;                 /* the command text, kept while deferred */
+    enum store_error err_kind;          /* the store error work() left */
+    char err_text[256];
 };
 
 typedef void imap_cmd_fn(struct imap_cmd *cmd);
+
+/* Runs the blocking part of a command on the pool: the handler parses and
+ * checks on the loop, puts what work() needs in c->job (pool memory) and
+ * calls this as its last step.  Reading stops (pipelined commands wait);
+ * work(c) then runs on a pool thread and must touch neither the session's
+ * output nor its view; done(c) runs back on the session's loop with the
+ * command intact and the store error work() left restored, and answers.
+ * Reading resumes after done().  Not for commands in IDLE or TLS states. */
+void imap_cmd_defer(struct imap_cmd *c, void (*work)(struct imap_cmd *c),
+                    void (*done)(struct imap_cmd *c), void *job);
 
 #define IMAP_CMD_NOTAUTH  1u    /* valid before login */
 #define IMAP_CMD_AUTH     2u    /* valid when authenticated (and selected) */

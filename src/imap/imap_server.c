@@ -557,51 +557,110 @@ int imap_compress_start(struct imap_session *s)
 
 /* ---- command execution ---- */
 
-static void imap_execute(struct imap_session *s, const char *buf, size_t len)
+static void imap_cmd_free(struct imap_cmd *c)
 {
-    struct imap_cmd c;
-    memset(&c, 0, sizeof(c));
-    c.s = s;
-    imap_pool_init(&c.pool, IMAP_CMD_MAX + 2 * (size_t)s->cfg->message_size + 65536);
-    imap_parser_init(&c.ps, buf, len, &c.pool);
-    if (imap_parse_tag(&c.ps, &c.tag) < 0 || imap_parse_sp(&c.ps) < 0 ||
-        imap_parse_atom(&c.ps, &c.name) < 0) {
-        if (c.tag == NULL)
-            imap_send(s, "* BAD Error in IMAP command: missing tag");
-        else
-            imap_send(s, "%s BAD Error in IMAP command: missing command name", c.tag);
-        if (++s->errors >= IMAP_MAX_ERRORS)
-            imap_close_with(s, "* BYE Too many invalid commands");
-        imap_pool_clear(&c.pool);
+    imap_pool_clear(&c->pool);
+    strbuf_free(&c->text);
+    free(c);
+}
+
+void imap_cmd_defer(struct imap_cmd *c, void (*work)(struct imap_cmd *c),
+                    void (*done)(struct imap_cmd *c), void *job)
+{
+    struct imap_session *s = c->s;
+    c->deferred = true;
+    c->work = work;
+    c->done = done;
+    c->job = job;
+    s->async = true;
+    imap_set_io(s, IMAP_IO_WAIT);
+    bufferevent_disable(s->bev, EV_READ);
+    /* submitted by imap_execute once the command text is the command's */
+}
+
+static void imap_deferred_work(void *arg)
+{
+    struct imap_cmd *c = arg;
+    store_error_set(STORE_ERR_NONE, "");
+    c->work(c);
+    c->err_kind = store_error_kind();
+    str_copy(c->err_text, store_error_text(), sizeof(c->err_text));
+}
+
+static void imap_deferred_done(void *arg)
+{
+    struct imap_cmd *c = arg;
+    struct imap_session *s = c->s;
+    if (s->dead) {
+        imap_cmd_free(c);
+        imap_free(s);
         return;
     }
-    for (char *p = c.name; *p; p++)
+    store_error_set(c->err_kind, c->err_text);
+    c->done(c);
+    imap_cmd_free(c);
+    imap_resume(s);
+}
+
+static void imap_execute(struct imap_session *s, const char *buf, size_t len)
+{
+    struct imap_cmd *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        imap_close_with(s, "* BYE Out of memory");
+        return;
+    }
+    c->s = s;
+    imap_pool_init(&c->pool, IMAP_CMD_MAX + 2 * (size_t)s->cfg->message_size + 65536);
+    imap_parser_init(&c->ps, buf, len, &c->pool);
+    if (imap_parse_tag(&c->ps, &c->tag) < 0 || imap_parse_sp(&c->ps) < 0 ||
+        imap_parse_atom(&c->ps, &c->name) < 0) {
+        if (c->tag == NULL)
+            imap_send(s, "* BAD Error in IMAP command: missing tag");
+        else
+            imap_send(s, "%s BAD Error in IMAP command: missing command name", c->tag);
+        if (++s->errors >= IMAP_MAX_ERRORS)
+            imap_close_with(s, "* BYE Too many invalid commands");
+        imap_cmd_free(c);
+        return;
+    }
+    for (char *p = c->name; *p; p++)
         *p = (char)toupper((unsigned char)*p);
-    if (strcmp(c.name, "UID") == 0) {
-        c.uid = true;
-        if (imap_parse_sp(&c.ps) < 0 || imap_parse_atom(&c.ps, &c.name) < 0) {
-            imap_bad(&c, "Error in IMAP command UID: missing command");
-            imap_pool_clear(&c.pool);
+    if (strcmp(c->name, "UID") == 0) {
+        c->uid = true;
+        if (imap_parse_sp(&c->ps) < 0 || imap_parse_atom(&c->ps, &c->name) < 0) {
+            imap_bad(c, "Error in IMAP command UID: missing command");
+            imap_cmd_free(c);
             return;
         }
-        for (char *p = c.name; *p; p++)
+        for (char *p = c->name; *p; p++)
             *p = (char)toupper((unsigned char)*p);
     }
-    log_debug(s->sid, "event=command tag=%s name=%s%s", c.tag, c.uid ? "UID " : "", c.name);
-    const struct imap_command_def *def = imap_command_find(c.name);
-    if (def == NULL || (c.uid && !(def->flags & IMAP_CMD_UID))) {
-        imap_bad(&c, "Error in IMAP command received by server: unknown command");
+    log_debug(s->sid, "event=command tag=%s name=%s%s", c->tag, c->uid ? "UID " : "", c->name);
+    const struct imap_command_def *def = imap_command_find(c->name);
+    if (def == NULL || (c->uid && !(def->flags & IMAP_CMD_UID))) {
+        imap_bad(c, "Error in IMAP command received by server: unknown command");
     } else if (s->state == IMAP_S_NOTAUTH && !(def->flags & IMAP_CMD_NOTAUTH)) {
-        imap_bad(&c, "Command not allowed before authentication");
+        imap_bad(c, "Command not allowed before authentication");
     } else if (s->state != IMAP_S_NOTAUTH && !(def->flags & IMAP_CMD_AUTH)) {
-        imap_bad(&c, "Command not allowed after authentication");
+        imap_bad(c, "Command not allowed after authentication");
     } else if ((def->flags & IMAP_CMD_SELECTED) && s->state != IMAP_S_SELECTED) {
-        imap_bad(&c, "No mailbox selected");
+        imap_bad(c, "No mailbox selected");
     } else {
-        c.no_expunge = (def->flags & IMAP_CMD_NOEXP) && !c.uid;
-        def->fn(&c);
+        c->no_expunge = (def->flags & IMAP_CMD_NOEXP) && !c->uid;
+        def->fn(c);
     }
-    imap_pool_clear(&c.pool);
+    if (!c->deferred) {
+        imap_cmd_free(c);
+        return;
+    }
+    /* the parsed arguments point into the command text: the command
+     * keeps it (s->cmd starts afresh) */
+    if (buf == s->cmd.data) {
+        c->text = s->cmd;
+        s->cmd.data = NULL;
+        s->cmd.len = s->cmd.alloc = 0;
+    }
+    pool_submit(s->worker->base, imap_deferred_work, imap_deferred_done, c);
 }
 
 /* ---- input ---- */

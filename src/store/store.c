@@ -184,6 +184,8 @@ static void conn_free(struct store_conn *c)
 {
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(c->stmt[i]);
+    for (int i = 0; i < STORE_XSTMT_MAX; i++)
+        sqlite3_finalize(c->xstmt[i].s);
     sqlite3_close(c->db);
     free(c);
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,14 +44,50 @@ static struct store_conn *conn(struct store *st)
     return c;
 }
 
+/* A statement for sql (a string literal of this file: its address is the
+ * key), kept prepared in the connection (store_conn.xstmt) and reset
+ * after each use by unprep().  A statement still running (nested use)
+ * or a full cache gets a fresh one, which unprep() finalizes. */
 static sqlite3_stmt *prep(struct store_conn *c, const char *sql)
 {
+    int slot = -1;
+    for (int i = 0; i < STORE_XSTMT_MAX; i++) {
+        if (c->xstmt[i].sql == sql) {
+            if (!sqlite3_stmt_busy(c->xstmt[i].s))
+                return c->xstmt[i].s;
+            break;
+        }
+        if (c->xstmt[i].sql == NULL) {
+            slot = i;
+            break;
+        }
+    }
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(c->db, sql, -1, slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, &s,
+                           NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
         store_fail_db(c, NULL, "imap");
         return NULL;
     }
+    if (slot >= 0) {
+        c->xstmt[slot].sql = sql;
+        c->xstmt[slot].s = s;
+    }
     return s;
+}
+
+/* Ends a use of prep()'s statement (NULL is fine). */
+static void unprep(struct store_conn *c, sqlite3_stmt *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < STORE_XSTMT_MAX && c->xstmt[i].sql != NULL; i++)
+        if (c->xstmt[i].s == s) {
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            return;
+        }
+    sqlite3_finalize(s);
 }
 
 static const char *norm_name(const char *name)
@@ -102,7 +139,7 @@ int store_imap_mailboxes(struct store *st, int64_t account, store_imap_mbox_fn *
     }
     if (rc != SQLITE_DONE)
         n = store_fail_db(c, NULL, "mailboxes");
-    sqlite3_finalize(s);
+    unprep(c, s);
     return n;
 }
 
@@ -122,7 +159,7 @@ static int mailbox_get(struct store_conn *c, int64_t account, const char *name,
     } else {
         r = rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "mailbox");
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     return r;
 }
 
@@ -145,7 +182,7 @@ static int64_t next_uidvalidity(struct store_conn *c)
         store_fail_db(c, NULL, "uidvalidity");
     while (sqlite3_step(s) == SQLITE_ROW)
         ;
-    sqlite3_finalize(s);
+    unprep(c, s);
     return v > 0xffffffffLL ? -1 : v;
 }
 
@@ -169,7 +206,7 @@ static int insert_mailbox(struct store_conn *c, int64_t account, const char *nam
         r = store_fail(STORE_ERR_EXISTS, NULL, "mailbox exists");
     else if (rc != SQLITE_DONE)
         r = store_fail_db(c, NULL, "mailbox");
-    sqlite3_finalize(s);
+    unprep(c, s);
     return r;
 }
 
@@ -215,7 +252,7 @@ static int collect_files(struct store_conn *c, const char *sql, int64_t id, char
         }
         files[n++] = strdup((const char *)sqlite3_column_text(s, 0));
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     *files_r = files;
     *n_r = n;
     return rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "files");
@@ -238,7 +275,7 @@ static int exec_id(struct store_conn *c, const char *sql, int64_t id)
         return -1;
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(c, s);
     return rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "imap");
 }
 
@@ -294,7 +331,7 @@ static int rename_inbox(struct store_conn *c, int64_t account, const struct stor
     sqlite3_bind_int64(s, 2, in->uidnext);
     sqlite3_bind_int64(s, 3, (int64_t)in->highestmodseq + 1);
     int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(c, s);
     if (rc != SQLITE_DONE)
         return store_fail_db(c, NULL, "rename");
     s = prep(c, "UPDATE messages SET mailbox_id = ?2 WHERE mailbox_id = ?1");
@@ -303,7 +340,7 @@ static int rename_inbox(struct store_conn *c, int64_t account, const struct stor
     sqlite3_bind_int64(s, 1, in->id);
     sqlite3_bind_int64(s, 2, nm.id);
     rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(c, s);
     if (rc != SQLITE_DONE)
         return store_fail_db(c, NULL, "rename");
     /* INBOX's messages all vanished: a session sees them as expunged */
@@ -312,7 +349,7 @@ static int rename_inbox(struct store_conn *c, int64_t account, const struct stor
         return -1;
     sqlite3_bind_int64(s, 1, in->id);
     rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(c, s);
     return rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "rename");
 }
 
@@ -333,7 +370,7 @@ static int rename_tree(struct store_conn *c, int64_t account, const char *from, 
     sqlite3_bind_int(s, 5, (int)strlen(from) + 1);
     store_bind_text(s, 6, pat);
     int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(c, s);
     if (rc == SQLITE_DONE)
         return 0;
     if ((sqlite3_extended_errcode(c->db) & 0xff) == SQLITE_CONSTRAINT)
@@ -386,7 +423,7 @@ int store_imap_mailbox_subscribe(struct store *st, int64_t account, const char *
     sqlite3_bind_int(s, 3, on);
     int rc = sqlite3_step(s);
     int changes = sqlite3_changes(c->db);
-    sqlite3_finalize(s);
+    unprep(c, s);
     if (rc != SQLITE_DONE)
         return store_fail_db(c, NULL, "subscribe");
     if (changes == 0)
@@ -413,7 +450,7 @@ int store_imap_counts(struct store *st, int64_t mailbox_id, struct store_imap_co
         cn->deleted = (uint32_t)sqlite3_column_int64(s, 2);
         cn->size = (uint64_t)sqlite3_column_int64(s, 3);
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     return rc == SQLITE_ROW ? 0 : store_fail_db(c, NULL, "counts");
 }
 
@@ -430,14 +467,14 @@ static long collect_uids(struct store_conn *c, sqlite3_stmt *s, uint32_t **uids_
             uint32_t *p = realloc(uids, alloc * sizeof(*p));
             if (p == NULL) {
                 free(uids);
-                sqlite3_finalize(s);
+                unprep(c, s);
                 return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
             }
             uids = p;
         }
         uids[n++] = (uint32_t)sqlite3_column_int64(s, 0);
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     if (rc != SQLITE_DONE) {
         free(uids);
         return store_fail_db(c, NULL, "uids");
@@ -496,7 +533,7 @@ int store_imap_sync_state(struct store *st, int64_t mailbox_id, uint32_t max_uid
     } else {
         r = rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "sync");
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     return r;
 }
 
@@ -517,7 +554,7 @@ static long iterate(struct store_conn *c, sqlite3_stmt *s, store_imap_msg_fn *fn
 {
     struct store_imap_msg *m = malloc(sizeof(*m));
     if (m == NULL) {
-        sqlite3_finalize(s);
+        unprep(c, s);
         return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
     }
     long n = 0;
@@ -531,7 +568,7 @@ static long iterate(struct store_conn *c, sqlite3_stmt *s, store_imap_msg_fn *fn
         }
     }
     free(m);
-    sqlite3_finalize(s);
+    unprep(c, s);
     return rc == SQLITE_DONE ? n : store_fail_db(c, NULL, "messages");
 }
 
@@ -607,7 +644,7 @@ int store_imap_keywords(struct store *st, int64_t mailbox_id, char *buf, size_t 
             len += wl;
         }
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     return 0;
 }
 
@@ -635,8 +672,143 @@ static int64_t mailbox_bump(struct store_conn *c, int64_t mailbox_id, uint32_t n
     } else {
         store_fail(STORE_ERR_NOTFOUND, NULL, "no such mailbox");
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     return modseq;
+}
+
+/* ---- group commit of IMAP writes ----
+ * Sessions' writes (flag changes, expunges, APPEND's index rows) come
+ * from many pool threads at once.  Each one committing on its own would
+ * serialize them on SQLite's write lock, one WAL fsync each, with the
+ * losers polling in SQLite's busy handler (sleeps of 1, 2, 5... ms).
+ * Instead a writer queues its step (a function run inside a transaction
+ * on some connection) and the first waiting thread becomes the leader:
+ * it takes every queued step of its store, runs each in a savepoint (a
+ * failing one is rolled back alone) and commits them all at once, with
+ * synchronous=FULL if any step needs it (APPEND, expunge), NORMAL if
+ * none does (flag changes, see store_imap_flags).  Each writer gets its
+ * own result and error back; what follows the commit (removing files,
+ * notifying watchers) it does itself.  The steps of a batch run in queue
+ * order, each seeing the ones before, exactly as if committed one by one. */
+
+typedef int write_fn(struct store_conn *c, void *arg);
+
+struct write_op {
+    struct store *st;
+    write_fn *fn;
+    void *arg;
+    bool full;                          /* needs synchronous=FULL */
+    bool done;
+    int result;
+    enum store_error kind;
+    char text[256];
+    struct write_op *next;
+};
+
+static pthread_mutex_t wq_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wq_cond = PTHREAD_COND_INITIALIZER;
+static struct write_op *wq_head;
+static bool wq_leading;
+
+static void write_op_fail(struct write_op *op)
+{
+    op->result = -1;
+    op->kind = store_error_kind() != STORE_ERR_NONE ? store_error_kind() : STORE_ERR_INTERNAL;
+    str_copy(op->text, store_error_text()[0] ? store_error_text() : "store error", sizeof(op->text));
+}
+
+/* Runs a batch (the leader, without wq_lock). */
+static void write_batch(struct store *st, struct write_op *batch)
+{
+    struct store_conn *c = conn(st);
+    bool full = false;
+    for (struct write_op *op = batch; op; op = op->next)
+        full |= op->full;
+    if (c != NULL && !full)
+        sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    if (c == NULL || store_begin(c, NULL) < 0) {
+        for (struct write_op *op = batch; op; op = op->next)
+            write_op_fail(op);
+        if (c != NULL && !full)
+            sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+        return;
+    }
+    for (struct write_op *op = batch; op; op = op->next) {
+        store_clear_error();
+        if (sqlite3_get_autocommit(c->db)) {
+            /* an error rolled the whole transaction back: the steps
+             * after it fail too rather than run outside it */
+            store_fail(STORE_ERR_TEMP, NULL, "transaction aborted");
+            write_op_fail(op);
+            continue;
+        }
+        if (store_exec(c, "SAVEPOINT w", NULL) < 0) {
+            write_op_fail(op);
+            continue;
+        }
+        if (op->fn(c, op->arg) < 0) {
+            write_op_fail(op);
+            sqlite3_exec(c->db, "ROLLBACK TO w", NULL, NULL, NULL);
+        } else {
+            op->result = 0;
+        }
+        sqlite3_exec(c->db, "RELEASE w", NULL, NULL, NULL);
+    }
+    if (sqlite3_get_autocommit(c->db) || store_commit(c, NULL) < 0) {
+        if (store_error_kind() == STORE_ERR_NONE)
+            store_fail(STORE_ERR_TEMP, NULL, "transaction aborted");
+        for (struct write_op *op = batch; op; op = op->next)
+            if (op->result == 0)
+                write_op_fail(op);
+    }
+    if (!full)
+        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+}
+
+/* Runs fn(c, arg) in a group-committed transaction; 0 or -1 with the
+ * calling thread's store error set from what fn (or the commit) left. */
+static int write_run(struct store *st, write_fn *fn, void *arg, bool full)
+{
+    struct write_op op = { .st = st, .fn = fn, .arg = arg, .full = full };
+    pthread_mutex_lock(&wq_lock);
+    struct write_op **tail = &wq_head;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = &op;
+    while (!op.done) {
+        if (wq_leading) {
+            pthread_cond_wait(&wq_cond, &wq_lock);
+            continue;
+        }
+        /* lead: take every queued step of this store, in order */
+        wq_leading = true;
+        struct write_op *batch = NULL, **bt = &batch;
+        for (struct write_op **pp = &wq_head; *pp;) {
+            struct write_op *o = *pp;
+            if (o->st == st) {
+                *pp = o->next;
+                o->next = NULL;
+                *bt = o;
+                bt = &o->next;
+            } else {
+                pp = &o->next;
+            }
+        }
+        pthread_mutex_unlock(&wq_lock);
+        write_batch(st, batch);
+        pthread_mutex_lock(&wq_lock);
+        for (struct write_op *o = batch, *next; o; o = next) {
+            next = o->next;
+            o->done = true;
+        }
+        wq_leading = false;
+        pthread_cond_broadcast(&wq_cond);
+    }
+    pthread_mutex_unlock(&wq_lock);
+    if (op.result < 0)
+        return store_fail(op.kind, NULL, "%s", op.text);
+    store_clear_error();
+    return 0;
 }
 
 static bool kw_has(const char *list, const char *w, size_t wl)
@@ -687,6 +859,8 @@ static void kw_apply(const char *cur, enum store_imap_flag_op op, const char *ar
 struct flag_ctx {
     struct store_conn *c;
     int64_t mailbox_id;
+    const uint32_t *uids;
+    size_t n;
     enum store_imap_flag_op op;
     uint32_t flags;
     const char *keywords;
@@ -732,57 +906,58 @@ static int flag_one(struct flag_ctx *x, struct store_imap_msg *m)
     return 0;
 }
 
+/* The flag change itself, inside a group-committed transaction. */
+static int flags_body(struct store_conn *c, void *arg)
+{
+    struct flag_ctx *x = arg;
+    x->c = c;
+    sqlite3_stmt *sel = prep(c, "SELECT " MSG_COLS " FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+    x->upd = prep(c, "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5"
+                     " WHERE mailbox_id = ?1 AND uid = ?2");
+    struct store_imap_msg *m = malloc(sizeof(*m));
+    int r = sel && x->upd && m ? 0 : -1;
+    if (m == NULL && sel && x->upd)
+        r = store_fail(STORE_ERR_TEMP, NULL, "out of memory");
+    for (size_t i = 0; i < x->n && r == 0; i++) {
+        sqlite3_reset(sel);
+        sqlite3_bind_int64(sel, 1, x->mailbox_id);
+        sqlite3_bind_int64(sel, 2, x->uids[i]);
+        int rc = sqlite3_step(sel);
+        if (rc == SQLITE_ROW) {
+            msg_row(sel, m);
+            sqlite3_reset(sel);
+            r = flag_one(x, m);
+        } else if (rc != SQLITE_DONE) {
+            r = store_fail_db(c, NULL, "flags");
+        }
+    }
+    free(m);
+    unprep(c, sel);
+    unprep(c, x->upd);
+    x->upd = NULL;
+    return r;
+}
+
 long store_imap_flags(struct store *st, int64_t mailbox_id, const uint32_t *uids, size_t n,
                       enum store_imap_flag_op op, uint32_t flags, const char *keywords,
                       uint64_t unchangedsince, store_imap_flag_fn *fn, void *arg,
                       uint64_t *modseq_r)
 {
     *modseq_r = 0;
-    struct store_conn *c = conn(st);
-    if (c == NULL)
-        return -1;
+    struct flag_ctx x = { .mailbox_id = mailbox_id, .op = op, .flags = flags,
+                          .keywords = keywords ? keywords : "", .unchangedsince = unchangedsince,
+                          .fn = fn, .arg = arg, .uids = uids, .n = n };
     /* Flag changes are not among the promises of DESIGN.md 1 (APPEND,
      * deliveries and expunges are): they commit without the WAL fsync
      * (synchronous=NORMAL keeps the database consistent; a power cut may
      * undo the last flag changes, as with Dovecot's unsynced index).  The
-     * next FULL commit on any connection makes them durable. */
-    sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-    if (store_begin(c, NULL) < 0) {
-        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+     * next FULL commit on any connection makes them durable.  A batch
+     * holding an APPEND or an expunge commits with FULL. */
+    if (write_run(st, flags_body, &x, false) < 0)
         return -1;
-    }
-    struct flag_ctx x = { .c = c, .mailbox_id = mailbox_id, .op = op, .flags = flags,
-                          .keywords = keywords ? keywords : "", .unchangedsince = unchangedsince,
-                          .fn = fn, .arg = arg };
-    sqlite3_stmt *sel = prep(c, "SELECT " MSG_COLS " FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
-    x.upd = prep(c, "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5"
-                    " WHERE mailbox_id = ?1 AND uid = ?2");
-    struct store_imap_msg *m = malloc(sizeof(*m));
-    int r = sel && x.upd && m ? 0 : -1;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        sqlite3_reset(sel);
-        sqlite3_bind_int64(sel, 1, mailbox_id);
-        sqlite3_bind_int64(sel, 2, uids[i]);
-        int rc = sqlite3_step(sel);
-        if (rc == SQLITE_ROW) {
-            msg_row(sel, m);
-            sqlite3_reset(sel);
-            r = flag_one(&x, m);
-        } else if (rc != SQLITE_DONE) {
-            r = store_fail_db(c, NULL, "flags");
-        }
-    }
-    free(m);
-    sqlite3_finalize(sel);
-    sqlite3_finalize(x.upd);
-    if (r < 0 || store_commit(c, NULL) < 0) {
-        store_rollback(c);
-        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-        return -1;
-    }
-    sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     *modseq_r = x.modseq > 0 ? (uint64_t)x.modseq : 0;
-    if (x.changed > 0)
+    struct store_conn *c;
+    if (x.changed > 0 && (c = conn(st)) != NULL)
         notify_mailbox(st, c, mailbox_id);
     return x.changed;
 }
@@ -818,64 +993,91 @@ static int expunge_row(struct store_conn *c, sqlite3_stmt *ins, sqlite3_stmt *de
     return 0;
 }
 
-long store_imap_expunge(struct store *st, int64_t mailbox_id, const uint32_t *uids, size_t n,
-                        uint32_t **expunged_r)
+struct expunge_ctx {
+    int64_t mailbox_id;
+    const uint32_t *uids;               /* NULL: every \Deleted message */
+    size_t n;
+    uint32_t *out;                      /* removed UIDs */
+    char **files;                       /* and their files */
+    size_t cnt, alloc;
+};
+
+static void expunge_ctx_free(struct expunge_ctx *x)
 {
-    *expunged_r = NULL;
-    struct store_conn *c = conn(st);
-    if (c == NULL)
-        return -1;
-    if (store_begin(c, NULL) < 0)
-        return -1;
+    for (size_t i = 0; i < x->cnt; i++)
+        free(x->files[i]);
+    free(x->files);
+    free(x->out);
+    x->files = NULL;
+    x->out = NULL;
+    x->cnt = x->alloc = 0;
+}
+
+/* The index side of an expunge, inside a group-committed transaction. */
+static int expunge_body(struct store_conn *c, void *arg)
+{
+    struct expunge_ctx *x = arg;
+    expunge_ctx_free(x); /* a retried step starts afresh */
+    int64_t mailbox_id = x->mailbox_id;
     sqlite3_stmt *s = prep(c, "SELECT uid, file FROM messages WHERE mailbox_id = ?1"
                               " AND (flags & 8) <> 0 ORDER BY uid");
     sqlite3_stmt *ins = prep(c, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)");
     sqlite3_stmt *del = prep(c, "DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
-    uint32_t *out = NULL;
-    char **files = NULL;
-    size_t cnt = 0, alloc = 0;
     int64_t modseq = 0;
     int r = s && ins && del ? 0 : -1;
     if (r == 0)
         sqlite3_bind_int64(s, 1, mailbox_id);
     while (r == 0 && sqlite3_step(s) == SQLITE_ROW) {
         uint32_t uid = (uint32_t)sqlite3_column_int64(s, 0);
-        if (uids != NULL && !uid_in(uids, n, uid))
+        if (x->uids != NULL && !uid_in(x->uids, x->n, uid))
             continue;
-        if (cnt == alloc) {
-            alloc = alloc ? alloc * 2 : 32;
-            uint32_t *p = realloc(out, alloc * sizeof(*p));
-            char **f = realloc(files, alloc * sizeof(*f));
+        if (x->cnt == x->alloc) {
+            size_t alloc = x->alloc ? x->alloc * 2 : 32;
+            uint32_t *p = realloc(x->out, alloc * sizeof(*p));
             if (p)
-                out = p;
+                x->out = p;
+            char **f = p ? realloc(x->files, alloc * sizeof(*f)) : NULL;
             if (f)
-                files = f;
+                x->files = f;
             if (p == NULL || f == NULL) {
                 r = store_fail(STORE_ERR_TEMP, NULL, "out of memory");
                 break;
             }
+            x->alloc = alloc;
         }
-        out[cnt] = uid;
-        files[cnt++] = strdup((const char *)sqlite3_column_text(s, 1));
+        const char *file = (const char *)sqlite3_column_text(s, 1);
+        char *dup = strdup(file ? file : "");
+        if (dup == NULL) {
+            r = store_fail(STORE_ERR_TEMP, NULL, "out of memory");
+            break;
+        }
+        x->out[x->cnt] = uid;
+        x->files[x->cnt++] = dup;
     }
-    sqlite3_finalize(s);
-    if (r == 0 && cnt > 0 && (modseq = mailbox_bump(c, mailbox_id, 0, NULL)) < 0)
+    unprep(c, s);
+    if (r == 0 && x->cnt > 0 && (modseq = mailbox_bump(c, mailbox_id, 0, NULL)) < 0)
         r = -1;
-    for (size_t i = 0; i < cnt && r == 0; i++)
-        r = expunge_row(c, ins, del, mailbox_id, out[i], modseq);
-    sqlite3_finalize(ins);
-    sqlite3_finalize(del);
-    if (r < 0 || store_commit(c, NULL) < 0) {
-        store_rollback(c);
-        for (size_t i = 0; i < cnt; i++)
-            free(files[i]);
-        free(files);
-        free(out);
+    for (size_t i = 0; i < x->cnt && r == 0; i++)
+        r = expunge_row(c, ins, del, mailbox_id, x->out[i], modseq);
+    unprep(c, ins);
+    unprep(c, del);
+    return r;
+}
+
+long store_imap_expunge(struct store *st, int64_t mailbox_id, const uint32_t *uids, size_t n,
+                        uint32_t **expunged_r)
+{
+    *expunged_r = NULL;
+    struct expunge_ctx x = { .mailbox_id = mailbox_id, .uids = uids, .n = n };
+    if (write_run(st, expunge_body, &x, true) < 0) {
+        expunge_ctx_free(&x);
         return -1;
     }
-    remove_files(st, files, cnt);
-    *expunged_r = out;
-    if (cnt > 0)
+    size_t cnt = x.cnt;
+    remove_files(st, x.files, cnt);
+    *expunged_r = x.out;
+    struct store_conn *c;
+    if (cnt > 0 && (c = conn(st)) != NULL)
         notify_mailbox(st, c, mailbox_id);
     return (long)cnt;
 }
@@ -903,7 +1105,7 @@ int store_imap_quota(struct store *st, int64_t account, uint64_t *used_r, uint64
     int rc = sqlite3_step(s);
     *limit_r = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
     *used_r = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 1) : 0;
-    sqlite3_finalize(s);
+    unprep(c, s);
     return rc == SQLITE_ROW ? 0 : store_fail(STORE_ERR_NOTFOUND, NULL, "no such account");
 }
 
@@ -919,7 +1121,7 @@ int store_imap_quota_set(struct store *st, const char *address, uint64_t bytes)
     sqlite3_bind_int64(s, 2, (int64_t)bytes);
     int rc = sqlite3_step(s);
     int changes = sqlite3_changes(c->db);
-    sqlite3_finalize(s);
+    unprep(c, s);
     if (rc != SQLITE_DONE)
         return store_fail_db(c, NULL, "quota");
     return changes > 0 ? 0 : store_fail(STORE_ERR_NOTFOUND, NULL, "no such account");
@@ -991,7 +1193,7 @@ static int insert_msg(struct store_conn *c, int64_t mailbox_id, uint32_t uid, in
     sqlite3_bind_int64(s, 7, (int64_t)size);
     store_bind_text(s, 8, file);
     int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    unprep(c, s);
     return rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "message");
 }
 
@@ -1008,8 +1210,32 @@ static int64_t mailbox_account_uv(struct store_conn *c, int64_t mailbox_id, uint
     } else {
         store_fail(STORE_ERR_NOTFOUND, NULL, "no such mailbox");
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     return acct;
+}
+
+struct append_ctx {
+    int64_t account, mailbox_id;
+    uint32_t flags;
+    const char *keywords;
+    int64_t internaldate;
+    uint64_t size;
+    const char *path;
+    uint32_t uid, uidvalidity;
+};
+
+/* APPEND's index rows, inside a group-committed transaction. */
+static int append_body(struct store_conn *c, void *arg)
+{
+    struct append_ctx *x = arg;
+    x->uid = 0;
+    if (mailbox_account_uv(c, x->mailbox_id, &x->uidvalidity) != x->account)
+        return store_fail(STORE_ERR_NOTFOUND, NULL, "no such mailbox");
+    int64_t modseq = mailbox_bump(c, x->mailbox_id, 1, &x->uid);
+    if (modseq < 0)
+        return -1;
+    return insert_msg(c, x->mailbox_id, x->uid, modseq, x->flags, x->keywords, x->internaldate,
+                      x->size, x->path);
 }
 
 int store_imap_append(struct store *st, int64_t account, int64_t mailbox_id, const void *data,
@@ -1023,26 +1249,21 @@ int store_imap_append(struct store *st, int64_t account, int64_t mailbox_id, con
     int fd = -1;
     if (new_file(st, account, path, sizeof(path), &fd) < 0)
         return -1;
+    /* the file and its directory entry are made durable here, in
+     * parallel with other writers; only the index commit is shared */
     int r = write_full(fd, data, len) == 0 && fdatasync(fd) == 0 ? 0
                                                                : store_fail_errno(errno, NULL, path);
     close(fd);
     if (r == 0)
         r = sync_account_dir(st, account);
-    if (r == 0 && store_begin(c, NULL) < 0)
-        r = -1;
-    else if (r == 0) {
-        uint32_t uid = 0;
-        int64_t modseq = mailbox_account_uv(c, mailbox_id, uidvalidity_r) == account
-                             ? mailbox_bump(c, mailbox_id, 1, &uid)
-                             : store_fail(STORE_ERR_NOTFOUND, NULL, "no such mailbox");
-        if (modseq < 0 || insert_msg(c, mailbox_id, uid, modseq, flags, keywords,
-                                     internaldate ? internaldate : store_now(), len, path) < 0 ||
-            store_commit(c, NULL) < 0) {
-            store_rollback(c);
-            r = -1;
-        }
-        *uid_r = uid;
-    }
+    struct append_ctx x = { .account = account, .mailbox_id = mailbox_id, .flags = flags,
+                            .keywords = keywords, .internaldate = internaldate ? internaldate
+                                                                               : store_now(),
+                            .size = len, .path = path };
+    if (r == 0)
+        r = write_run(st, append_body, &x, true);
+    *uid_r = x.uid;
+    *uidvalidity_r = x.uidvalidity;
     if (r < 0) {
         unlinkat(st->dir_fd, path, 0);
         return -1;
@@ -1069,7 +1290,7 @@ static long copy_read(struct store_conn *c, int64_t src, const uint32_t *uids, s
     sqlite3_stmt *s = prep(c, "SELECT " MSG_COLS " FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
     if (items == NULL || s == NULL) {
         free(items);
-        sqlite3_finalize(s);
+        unprep(c, s);
         return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
     }
     struct store_imap_msg m;
@@ -1091,7 +1312,7 @@ static long copy_read(struct store_conn *c, int64_t src, const uint32_t *uids, s
         *bytes_r += m.size;
         k++;
     }
-    sqlite3_finalize(s);
+    unprep(c, s);
     *items_r = items;
     return (long)k;
 }
@@ -1139,8 +1360,8 @@ static int copy_index(struct store_conn *c, int64_t src, int64_t dst, struct cop
                      " WHERE mailbox_id = ?1 AND uid = ?2");
         ins = prep(c, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)");
         if (mv == NULL || ins == NULL) {
-            sqlite3_finalize(mv);
-            sqlite3_finalize(ins);
+            unprep(c, mv);
+            unprep(c, ins);
             return -1;
         }
     }
@@ -1165,9 +1386,24 @@ static int copy_index(struct store_conn *c, int64_t src, int64_t dst, struct cop
         if (sqlite3_step(mv) != SQLITE_DONE || sqlite3_step(ins) != SQLITE_DONE)
             r = store_fail_db(c, NULL, "move");
     }
-    sqlite3_finalize(mv);
-    sqlite3_finalize(ins);
+    unprep(c, mv);
+    unprep(c, ins);
     return r;
+}
+
+struct copy_ctx {
+    int64_t src, dst;
+    struct copy_item *items;
+    size_t n;
+    bool move;
+    uint32_t *dst_uids;
+};
+
+/* COPY/MOVE's index rows, inside a group-committed transaction. */
+static int copy_body(struct store_conn *c, void *arg)
+{
+    struct copy_ctx *x = arg;
+    return copy_index(c, x->src, x->dst, x->items, x->n, x->move, x->dst_uids);
 }
 
 long store_imap_copy(struct store *st, int64_t account, int64_t src, int64_t dst,
@@ -1194,16 +1430,10 @@ long store_imap_copy(struct store *st, int64_t account, int64_t src, int64_t dst
     }
     uint32_t *su = malloc(((size_t)k + 1) * sizeof(*su)), *du = malloc(((size_t)k + 1) * sizeof(*du));
     int r = su && du ? 0 : store_fail(STORE_ERR_TEMP, NULL, "out of memory");
-    if (r == 0 && store_begin(c, NULL) < 0)
-        r = -1;
-    else if (r == 0 && k > 0) {
-        if (copy_index(c, src, dst, items, (size_t)k, move, du) < 0 || store_commit(c, NULL) < 0) {
-            store_rollback(c);
-            r = -1;
-        }
-    } else if (r == 0) {
-        store_commit(c, NULL);
-    }
+    struct copy_ctx x = { .src = src, .dst = dst, .items = items, .n = (size_t)k, .move = move,
+                          .dst_uids = du };
+    if (r == 0 && k > 0)
+        r = write_run(st, copy_body, &x, true);
     if (r < 0) {
         if (!move)
             copy_unlink(st, items, (size_t)k);

@@ -10,8 +10,14 @@
  * the table "expunged" with the modseq of their removal (QRESYNC
  * VANISHED).  UIDs come from mailboxes.uidnext and are never reused.
  *
- * Threads: any thread; each call runs on the calling thread's connection
- * and writes inside BEGIN IMMEDIATE.  Functions return 0 (or a count) on
+ * Threads: any thread; reads run on the calling thread's connection.
+ * Message writes (flags, expunge, copy/move, APPEND's index rows) are
+ * group-committed: concurrent writers share one transaction and one
+ * commit, each in its own savepoint, run by whichever waiting thread
+ * leads the batch (see store_imap.c) while the others block; so
+ * store_imap_flags' callback may run on another thread than the caller's
+ * (before the call returns).  Mailbox-tree writes use BEGIN IMMEDIATE on
+ * the caller's connection.  Functions return 0 (or a count) on
  * success and -1 on error with store_error_kind()/store_error_text() set
  * (STORE_ERR_NOTFOUND, STORE_ERR_EXISTS, STORE_ERR_INVALID, STORE_ERR_TEMP).
  */

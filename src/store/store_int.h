@@ -51,10 +51,16 @@ enum store_stmt_id {
     STMT_COUNT
 };
 
+#define STORE_XSTMT_MAX 64
+
 struct store_conn {
     struct store *st;
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
+    struct {                          /* store_imap.c's statements, by SQL text */
+        const char *sql;
+        sqlite3_stmt *s;
+    } xstmt[STORE_XSTMT_MAX];
     struct store_conn *prev, *next;   /* st->conns, under st->conn_lock */
 };
 

@@ -526,6 +526,10 @@ ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# both servers remember verified logins (postel: [auth] cache_ttl, on by
+# default); Dovecot's cache is off by default, so it is turned on here
+auth_cache_size = 10M
+auth_cache_ttl = 1 hour
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 mail_max_userip_connections = {limit}

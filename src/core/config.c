@@ -30,6 +30,7 @@ void config_defaults(struct config *cfg)
     cfg->connections_per_ip = DEFAULT_CONN_PER_IP;
     cfg->idle_timeout = DEFAULT_SMTP_TIMEOUT;
     cfg->auth_failures = 3;
+    cfg->auth_cache_ttl = 3600;
     cfg->pop3_expire = -1;
     cfg->delivery_port = 25;
     cfg->retry_max_age = 5 * 86400;
@@ -275,6 +276,8 @@ static int key_section(struct load_ctx *lc, int line, const char *section, const
     } else if (strcmp(section, "auth") == 0) {
         if (strcmp(name, "plaintext_loopback") == 0)
             return set_bool(lc, line, &cfg->plaintext_loopback, value);
+        if (strcmp(name, "cache_ttl") == 0)
+            return set_duration(lc, line, &cfg->auth_cache_ttl, value);
     } else if (strcmp(section, "pop3") == 0) {
         if (strcmp(name, "expire") == 0 && strcasecmp(value, "never") == 0) {
             cfg->pop3_expire = -1;

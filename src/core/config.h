@@ -53,6 +53,7 @@ struct config {
     int auth_failures;            /* failed AUTH attempts before 421 */
 
     bool plaintext_loopback;      /* AUTH without TLS allowed from loopback */
+    uint64_t auth_cache_ttl;      /* seconds a verified login is remembered; 0 = off */
 
     /* [pop3]: RFC 2449 EXPIRE and LOGIN-DELAY policy (src/pop3) */
     int pop3_expire;              /* days; -1 = never (default), 0 = retrieved

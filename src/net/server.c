@@ -382,6 +382,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         old_cfgs[n_old_cfgs++] = (struct config *)cur;
     }
     atomic_store(&srv->cfg, next);
+    store_set_auth_cache(srv->store, (int64_t)next->auth_cache_ttl);
     log_info(NULL, "event=reload config=%s", next->path);
 }
 
@@ -490,6 +491,7 @@ int server_run(struct config *cfg)
     }
     if (cfg->capture && !cfg->capture_durable)
         store_set_no_sync(srv->store);
+    store_set_auth_cache(srv->store, (int64_t)cfg->auth_cache_ttl);
     config_each_domain(cfg, add_domain_cb, srv->store);
     struct dns_options dopt;
     dns_options_from_config(&dopt, cfg);

@@ -62,6 +62,13 @@ int64_t store_user_lookup(struct store *st, const char *address);
  * an event loop).  Returns the account id (>0) on success, 0 on a wrong user
  * or password, -1 on a store error. */
 int64_t store_user_auth(struct store *st, const char *address, const char *password);
+/* Login cache (off until set): a verified login is remembered for ttl
+ * seconds as a keyed hash (HMAC-SHA256 under a per-process random key) of
+ * the address, the stored password hash and the password, so a repeated
+ * login skips the slow hash; the account row is still read every time, so
+ * a password change or a deleted account takes effect at once.  Only
+ * successes are remembered.  0 turns it off. */
+void store_set_auth_cache(struct store *st, int64_t ttl_seconds);
 
 /* ---- aliases ---- */
 int store_alias_add(struct store *st, const char *source, const char *dest, const char **error_r);

@@ -9,6 +9,12 @@
 #include "store/store_int.h"
 
 #include <crypt.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <pthread.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -528,6 +534,90 @@ int64_t store_user_lookup(struct store *st, const char *address)
     return id > 0 ? id : 0;
 }
 
+/* ---- login cache ---- */
+
+#define AUTH_CACHE_SLOTS 4096
+
+struct auth_slot {
+    unsigned char mac[32];
+    int64_t expires;
+    const struct store *st;
+};
+
+static pthread_mutex_t auth_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct auth_slot *auth_cache;
+static unsigned char auth_cache_key[32];
+
+void store_set_auth_cache(struct store *st, int64_t ttl_seconds)
+{
+    atomic_store(&st->auth_cache_ttl, ttl_seconds > 0 ? ttl_seconds : 0);
+}
+
+/* The keyed hash of one login; false if it cannot be computed. */
+static bool auth_mac(const char *address, const char *stored, const char *password,
+                     unsigned char mac[32])
+{
+    pthread_mutex_lock(&auth_cache_lock);
+    if (auth_cache == NULL) {
+        struct auth_slot *t = calloc(AUTH_CACHE_SLOTS, sizeof(*t));
+        if (t != NULL && RAND_bytes(auth_cache_key, sizeof(auth_cache_key)) == 1)
+            auth_cache = t;
+        else
+            free(t);
+    }
+    bool ready = auth_cache != NULL;
+    pthread_mutex_unlock(&auth_cache_lock);
+    if (!ready)
+        return false;
+    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = m ? EVP_MAC_CTX_new(m) : NULL;
+    OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                            OSSL_PARAM_construct_end() };
+    size_t len = 0;
+    bool ok = ctx != NULL && EVP_MAC_init(ctx, auth_cache_key, sizeof(auth_cache_key), params) == 1 &&
+              EVP_MAC_update(ctx, (const unsigned char *)address, strlen(address) + 1) == 1 &&
+              EVP_MAC_update(ctx, (const unsigned char *)stored, strlen(stored) + 1) == 1 &&
+              EVP_MAC_update(ctx, (const unsigned char *)password, strlen(password)) == 1 &&
+              EVP_MAC_final(ctx, mac, &len, 32) == 1 && len == 32;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(m);
+    return ok;
+}
+
+/* The slot of a login: by address and stored hash, so one account uses
+ * one slot and a wrong password overwrites nothing. */
+static size_t auth_slot_of(const char *address, const char *stored)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = address; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (const char *p = stored; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)(h % AUTH_CACHE_SLOTS);
+}
+
+static bool auth_cache_hit(const struct store *st, const char *address, const char *stored,
+                           const unsigned char mac[32])
+{
+    size_t i = auth_slot_of(address, stored);
+    pthread_mutex_lock(&auth_cache_lock);
+    const struct auth_slot *sl = &auth_cache[i];
+    bool hit = sl->st == st && sl->expires > store_now() && CRYPTO_memcmp(sl->mac, mac, 32) == 0;
+    pthread_mutex_unlock(&auth_cache_lock);
+    return hit;
+}
+
+static void auth_cache_put(const struct store *st, const char *address, const char *stored,
+                           const unsigned char mac[32], int64_t ttl)
+{
+    size_t i = auth_slot_of(address, stored);
+    pthread_mutex_lock(&auth_cache_lock);
+    memcpy(auth_cache[i].mac, mac, 32);
+    auth_cache[i].expires = store_now() + ttl;
+    auth_cache[i].st = st;
+    pthread_mutex_unlock(&auth_cache_lock);
+}
+
 int64_t store_user_auth(struct store *st, const char *address, const char *password)
 {
     store_clear_error();
@@ -551,7 +641,21 @@ int64_t store_user_auth(struct store *st, const char *address, const char *passw
         return -1;
     }
     sqlite3_reset(s);
-    bool ok = password_verify(password ? password : "", id > 0 ? stored : NULL);
+    if (password == NULL)
+        password = "";
+    int64_t ttl = atomic_load(&st->auth_cache_ttl);
+    unsigned char mac[32];
+    bool cached = id > 0 && ttl > 0 && stored[0] && auth_mac(address, stored, password, mac);
+    bool ok;
+    if (cached && auth_cache_hit(st, address, stored, mac)) {
+        ok = true;
+        log_debug(NULL, "event=login_cached account=%s", address);
+    } else {
+        ok = password_verify(password, id > 0 ? stored : NULL);
+        if (ok && cached)
+            auth_cache_put(st, address, stored, mac, ttl);
+    }
+    explicit_bzero(mac, sizeof(mac));
     explicit_bzero(stored, sizeof(stored));
     return ok ? id : 0;
 }

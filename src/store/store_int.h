@@ -70,6 +70,7 @@ struct store {
     int lock_fd;                      /* data_dir/store.lock, flock()ed shared */
     bool use_syncfs;                  /* sync mode "syncfs" (see store_tx.c) */
     atomic_bool no_sync;              /* store_set_no_sync(): no fsync at all */
+    _Atomic int64_t auth_cache_ttl;   /* store_set_auth_cache(): seconds, 0 = off */
     bool opened;                      /* fully opened (closing clears store.dirty) */
 
     pthread_key_t conn_key;

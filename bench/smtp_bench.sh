@@ -40,6 +40,7 @@ cleanup() {
         kill -KILL "$POSTEL_PID" 2>/dev/null
         wait "$POSTEL_PID" 2>/dev/null
     fi
+    if [ -n "$NSD_PID" ]; then kill "$NSD_PID" 2>/dev/null; wait "$NSD_PID" 2>/dev/null; fi
     if [ -n "$POSTFIX_DIR" ]; then
         postfix -c "$POSTFIX_DIR/etc" stop >/dev/null 2>&1
         # master exits after its children; wait for its pid file to go stale
@@ -217,11 +218,54 @@ postel_count() {  # prints the INBOX message count of bench@example.test
         $PY "$REPO/bench/inbox_count.py"
 }
 
+# A private NSD answering the sender's SPF and DMARC lookups (postel checks
+# every message it receives on smtp, as an MX must; a real MX has a local
+# caching resolver, so the bench does not depend on the machine's
+# upstream one).
+NSD_PID=""
+start_nsd() {
+    local d="$WORK/nsd"
+    NSD_PORT=$(free_port)
+    mkdir -p "$d"
+    cat >"$d/root.zone" <<ZONE
+\$TTL 3600
+. IN SOA ns.test. hostmaster.test. 1 3600 600 86400 3600
+. IN NS ns.test.
+ns.test. IN A 127.0.0.1
+example.org. IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
+_dmarc.example.org. IN TXT "v=DMARC1; p=none"
+ZONE
+    cat >"$d/nsd.conf" <<CONF
+server:
+  ip-address: 127.0.0.1@$NSD_PORT
+  username: ""
+  chroot: ""
+  zonesdir: "$d"
+  pidfile: "$d/nsd.pid"
+  database: ""
+  zonelistfile: "$d/zone.list"
+  xfrdfile: "$d/xfrd.state"
+  xfrdir: "$d"
+  logfile: "$d/nsd.log"
+  server-count: 1
+remote-control:
+  control-enable: no
+zone:
+  name: "."
+  zonefile: "root.zone"
+CONF
+    /usr/sbin/nsd -d -c "$d/nsd.conf" >/dev/null 2>&1 &
+    NSD_PID=$!
+    sleep 0.5
+    kill -0 "$NSD_PID" 2>/dev/null || { echo "bench: nsd did not start" >&2; cat "$d/nsd.log" >&2; return 1; }
+}
+
 bench_postel() {
     [ -x "$POSTEL_BIN" ] || { echo "bench: $POSTEL_BIN not built" >&2; return 1; }
     local port total=0 el n c
     port=$(free_port)
     mkdir -p "$WORK/postel-data"
+    start_nsd || return 1
     cat >"$WORK/postel.conf" <<EOF
 hostname = bench.example.test
 data_dir = $WORK/postel-data
@@ -231,6 +275,9 @@ log_level = warn
 smtp = 127.0.0.1:$port
 [limits]
 connections_per_ip = 200
+[dns]
+nameserver = 127.0.0.1:$NSD_PORT
+dnssec = no
 EOF
     echo "bench-password" | "$POSTEL_BIN" -c "$WORK/postel.conf" user add bench@example.test \
         >"$WORK/postel-user.log" 2>&1 || { cat "$WORK/postel-user.log" >&2; return 1; }

@@ -53,6 +53,9 @@ static const char *const state_names[] = {
 
 #define MAX_TARGETS_PER_RCPT 16
 #define SMTP_RESULT_POLICY 2 /* async_result: refused by the sender's DMARC policy */
+/* A message being checked stays in memory up to this size; beyond it, the
+ * rest goes to an unnamed scratch file (store_spool_open). */
+#define SMTP_SPOOL_MEM (256 * 1024)
 
 struct smtp_rcpt {
     struct smtp_path path;
@@ -386,13 +389,10 @@ static int smtp_tx_open(struct smtp_session *s)
     smtp_make_received(s, &tx->received);
     tx->filtered = smtp_tx_needs_filter(s);
     if (tx->filtered) {
-        tx->spool_fd = store_spool_open(s->srv->store);
-        strbuf_init(&tx->spool_buf, 64 * 1024);
-        if (tx->spool_fd < 0) {
-            log_error(s->sid, "event=store_error op=spool error=\"%s\"", strerror(errno));
-            smtp_reply(s, "452 4.3.1 Insufficient system storage");
-            return -1;
-        }
+        /* the message is held in memory up to SMTP_SPOOL_MEM and goes to
+         * a scratch file only beyond that: most mail never makes one */
+        tx->spool_fd = -1;
+        strbuf_init(&tx->spool_buf, SMTP_SPOOL_MEM);
     } else {
         tx->stx = smtp_store_begin(s, "INBOX", &err);
         if (tx->stx == NULL) {
@@ -408,8 +408,15 @@ static int smtp_tx_open(struct smtp_session *s)
     return 0;
 }
 
-static int smtp_spool_flush(struct smtp_tx *tx)
+/* Moves the in-memory part of the message to the scratch file, opening
+ * it the first time. */
+static int smtp_spool_flush(struct smtp_session *s)
 {
+    struct smtp_tx *tx = &s->tx;
+    if (tx->spool_fd < 0 && (tx->spool_fd = store_spool_open(s->srv->store)) < 0) {
+        log_error(s->sid, "event=store_error op=spool error=\"%s\"", strerror(errno));
+        return -1;
+    }
     if (tx->spool_buf.len > 0 && write_full(tx->spool_fd, tx->spool_buf.data, tx->spool_buf.len) < 0)
         return -1;
     strbuf_reset(&tx->spool_buf);
@@ -423,7 +430,7 @@ static void smtp_data_out(void *arg, const char *data, size_t len)
     if (tx->write_failed)
         return;
     if (tx->filtered) {
-        if (tx->spool_buf.len + len > tx->spool_buf.cap && smtp_spool_flush(tx) < 0)
+        if (tx->spool_buf.len + len > tx->spool_buf.cap && smtp_spool_flush(s) < 0)
             tx->write_failed = true;
         else if (len > tx->spool_buf.cap ? write_full(tx->spool_fd, data, len) < 0
                                          : strbuf_append(&tx->spool_buf, data, len) < 0)
@@ -610,7 +617,10 @@ static void smtp_filter_work(void *arg)
     size_t len = (size_t)tx->dec.size;
     const char *msg = "";
     void *map = NULL;
-    if (len > 0) {
+    if (tx->spool_fd < 0) {
+        msg = tx->spool_buf.data ? tx->spool_buf.data : "";
+        len = tx->spool_buf.len;
+    } else if (len > 0) {
         map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, tx->spool_fd, 0);
         if (map == MAP_FAILED) {
             smtp_filter_fail(s, "cannot map the spooled message");
@@ -704,7 +714,7 @@ static void smtp_message_end(struct smtp_session *s)
         smtp_error(s, "552 5.3.4 Message size exceeds fixed limit of %llu bytes",
                    (unsigned long long)s->cfg->message_size);
     } else if (tx->write_failed || (!tx->filtered && tx->stx == NULL) ||
-               (tx->filtered && smtp_spool_flush(tx) < 0)) {
+               (tx->filtered && tx->spool_fd >= 0 && smtp_spool_flush(s) < 0)) {
         log_error(s->sid, "event=store_error op=write");
         smtp_reply(s, "452 4.3.1 Insufficient system storage");
     } else {

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from benchlib import free_port, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 WORK = os.path.join(ROOT, "bench", ".work.capture")
@@ -48,25 +49,6 @@ N = int(os.environ.get("CAPTURE_BENCH_N", "1000"))
 CONNS = int(os.environ.get("CAPTURE_BENCH_CONNS", "8"))
 ROUNDS = int(os.environ.get("CAPTURE_BENCH_ROUNDS", "2"))
 TIMEOUT = 120.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("%s exited with %s" % (what, proc.returncode))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("%s did not open port %d" % (what, port))
 
 
 def message(i):
@@ -109,8 +91,9 @@ class Server:
         self.log = open(os.path.join(self.tmp, self.name + ".log"), "ab")
         self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=self.tmp, start_new_session=True)
-        wait_port(self.smtp, self.proc, self.name)
-        wait_port(self.http, self.proc, self.name)
+        for port in (self.smtp, self.http):
+            if not wait_port(port, 30.0, self.proc, self.name):
+                raise RuntimeError("%s did not open port %d" % (self.name, port))
         deadline = time.time() + 30
         while self.count() is None:          # API answering
             if time.time() > deadline:

@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import free_port, stop_process, tail_file, tree_cpu, tree_memory, wait_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTEL_BIN = os.environ.get("POSTEL_BIN") or os.path.join(REPO, "postel")
@@ -85,23 +86,6 @@ def account(i):
     return "imapbench%d@%s" % (i, DOMAIN)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, limit=20.0):
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 def message(acct, k):
     rng = random.Random(hash((acct, k)) & 0xffffffff)
     head = ("From: Sender %d <sender%d@example.org>\r\nTo: <%s>\r\nSubject: bench message %d\r\n"
@@ -118,57 +102,6 @@ def message(acct, k):
 
 
 # ------------------------------------------------------------------ process tree
-
-def proc_tree(pid):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                text = f.read()
-        except OSError:
-            continue
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def tree_memory(pid):
-    """(RSS, PSS) in bytes summed over pid and its descendants, and the
-    process count."""
-    rss = pss = n = 0
-    for p in proc_tree(pid):
-        try:
-            with open("/proc/%d/smaps_rollup" % p) as f:
-                for line in f:
-                    if line.startswith("Rss:"):
-                        rss += int(line.split()[1]) * 1024
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-            n += 1
-        except OSError:
-            pass
-    return rss, pss, n
-
-
-def tree_cpu(pid):
-    total = 0
-    for p in proc_tree(pid):
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                text = f.read()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()
-        total += sum(int(x) for x in fields[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
-
 
 # ------------------------------------------------------------------ IMAP client
 
@@ -480,13 +413,7 @@ class Postel:
             raise RuntimeError("postel does not listen on IMAP")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
 
 
 class Dovecot:
@@ -589,20 +516,10 @@ service anvil {{
             raise RuntimeError("dovecot did not listen: %s" % self.tail())
 
     def tail(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log")) as f:
-                return "".join(f.readlines()[-20:])
-        except OSError:
-            return ""
+        return tail_file(os.path.join(self.dir, "dovecot.log"))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 # ------------------------------------------------------------------ main

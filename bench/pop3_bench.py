@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import free_port, stop_process, tail_file, tree_cpu, wait_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTEL_BIN = os.environ.get("POSTEL_BIN") or os.path.join(REPO, "postel")
@@ -90,23 +91,6 @@ HASH = password_hash()
 
 def log(msg):
     print(msg, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, limit=15.0):
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def account(i):
@@ -150,35 +134,6 @@ def build_client(work):
     subprocess.run(["cc", "-std=c11", "-O2", "-o", exe, os.path.join(REPO, "bench", "pop3_load.c")],
                    check=True, timeout=120)
     return exe
-
-
-def tree_cpu(pid):
-    """CPU seconds (user + system) used by pid and every process below it,
-    live or already reaped: each live process's utime+stime plus the
-    cutime+cstime of the children it has waited for.  Dovecot's master
-    reaps its per-session pop3 processes, so their time is counted."""
-    stats = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                text = f.read()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()
-        # fields[1] = ppid (field 4); utime, stime, cutime, cstime = 14..17
-        stats[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
-    children = {}
-    for p, (pp, _) in stats.items():
-        children.setdefault(pp, []).append(p)
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        if p in stats:
-            total += stats[p][1]
-            todo.extend(children.get(p, []))
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_round(client, srv, counts):
@@ -276,13 +231,7 @@ class Postel:
             raise RuntimeError("postel INBOX of %s: %r" % (account(0), inbox))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def fill_postel(args):
@@ -393,20 +342,10 @@ service imap-login {{
             raise RuntimeError("dovecot did not listen on %d: %s" % (self.port, self.tail()))
 
     def tail(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log")) as f:
-                return "".join(f.readlines()[-20:])
-        except OSError:
-            return ""
+        return tail_file(os.path.join(self.dir, "dovecot.log"))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 # ------------------------------------------------------------------ main

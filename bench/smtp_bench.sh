@@ -56,28 +56,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-die() { echo "bench: $*" >&2; exit 1; }
+. "$REPO/bench/lib.sh"
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # PORT SECONDS: succeeds once 127.0.0.1:PORT accepts connections
-    $PY - "$1" "$2" <<'EOF'
-import socket, sys, time
-port, limit = int(sys.argv[1]), float(sys.argv[2])
-end = time.time() + limit
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-EOF
-}
-
-now() { date +%s.%N; }
 
 # load PORT SESSIONS COUNT: runs smtp-source, prints the wall time in seconds.
 # Fails if smtp-source fails or runs past the limit.
@@ -102,7 +82,6 @@ load() {
     echo "$t0 $t1" | awk '{ printf "%.3f\n", $2 - $1 }'
 }
 
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.1f", n / t; else print "n/a" }'; }
 
 declare -A RESULT
 

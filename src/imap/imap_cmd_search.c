@@ -488,13 +488,8 @@ static int search_one(const struct store_imap_msg *m, void *arg)
     return 0;
 }
 
-#define RET_MIN 1u
-#define RET_MAX 2u
-#define RET_ALL 4u
-#define RET_COUNT 8u
-#define RET_SAVE 16u
-
-static int parse_return(struct imap_cmd *c, unsigned *ret_r, bool *esearch_r)
+int imap_parse_search_return(struct imap_cmd *c, bool allow_save, unsigned *ret_r,
+                             bool *extended_r)
 {
     struct imap_parser *ps = &c->ps;
     const char *save = ps->p;
@@ -505,18 +500,18 @@ static int parse_return(struct imap_cmd *c, unsigned *ret_r, bool *esearch_r)
         ps->p = save;
         return -1;
     }
-    *esearch_r = true;
+    *extended_r = true;
     while (!imap_parse_peek(ps, ')')) {
         char *o;
         if (imap_parse_atom(ps, &o) < 0)
             return -1;
-        if (strcasecmp(o, "MIN") == 0) *ret_r |= RET_MIN;
-        else if (strcasecmp(o, "MAX") == 0) *ret_r |= RET_MAX;
-        else if (strcasecmp(o, "ALL") == 0) *ret_r |= RET_ALL;
-        else if (strcasecmp(o, "COUNT") == 0) *ret_r |= RET_COUNT;
-        else if (strcasecmp(o, "SAVE") == 0) *ret_r |= RET_SAVE;
+        if (strcasecmp(o, "MIN") == 0) *ret_r |= IMAP_RET_MIN;
+        else if (strcasecmp(o, "MAX") == 0) *ret_r |= IMAP_RET_MAX;
+        else if (strcasecmp(o, "ALL") == 0) *ret_r |= IMAP_RET_ALL;
+        else if (strcasecmp(o, "COUNT") == 0) *ret_r |= IMAP_RET_COUNT;
+        else if (allow_save && strcasecmp(o, "SAVE") == 0) *ret_r |= IMAP_RET_SAVE;
         else {
-            ps->error = "unknown RETURN option";
+            ps->error = allow_save ? "unknown RETURN option" : "RETURN option (MIN MAX COUNT ALL)";
             return -1;
         }
         if (!imap_parse_char(ps, ' '))
@@ -525,7 +520,7 @@ static int parse_return(struct imap_cmd *c, unsigned *ret_r, bool *esearch_r)
     if (imap_parse_close(ps) < 0 || imap_parse_sp(ps) < 0)
         return -1;
     if (*ret_r == 0)
-        *ret_r = RET_ALL;
+        *ret_r = IMAP_RET_ALL;
     return 0;
 }
 
@@ -552,13 +547,13 @@ static void send_results(struct search_ctx *x, unsigned ret, bool esearch)
         strbuf_append(&sb, ")", 1);
         if (c->uid)
             strbuf_append(&sb, " UID", 4);
-        if (x->n_hits > 0 && (ret & RET_MIN))
+        if (x->n_hits > 0 && (ret & IMAP_RET_MIN))
             strbuf_printf(&sb, " MIN %u", nums[0]);
-        if (x->n_hits > 0 && (ret & RET_MAX))
+        if (x->n_hits > 0 && (ret & IMAP_RET_MAX))
             strbuf_printf(&sb, " MAX %u", nums[x->n_hits - 1]);
-        if (ret & RET_COUNT)
+        if (ret & IMAP_RET_COUNT)
             strbuf_printf(&sb, " COUNT %zu", x->n_hits);
-        if (x->n_hits > 0 && (ret & RET_ALL)) {
+        if (x->n_hits > 0 && (ret & IMAP_RET_ALL)) {
             strbuf_append(&sb, " ALL ", 5);
             imap_uidset_write(&sb, nums, x->n_hits);
         }
@@ -566,7 +561,7 @@ static void send_results(struct search_ctx *x, unsigned ret, bool esearch)
             strbuf_printf(&sb, " MODSEQ %llu", (unsigned long long)x->max_modseq);
     }
     strbuf_append(&sb, "\r\n", 2);
-    if (sb.data && !(esearch && ret == RET_SAVE))
+    if (sb.data && !(esearch && ret == IMAP_RET_SAVE))
         imap_send_raw(s, sb.data, sb.len);
     strbuf_free(&sb);
 }
@@ -652,7 +647,7 @@ void imap_cmd_search(struct imap_cmd *c)
     x.c = c;
     unsigned ret = 0;
     bool esearch = false;
-    if (imap_parse_sp(ps) < 0 || parse_return(c, &ret, &esearch) < 0)
+    if (imap_parse_sp(ps) < 0 || imap_parse_search_return(c, true, &ret, &esearch) < 0)
         goto bad;
     if (ps->end - ps->p > 8 && strncasecmp(ps->p, "CHARSET ", 8) == 0) {
         char *kw, *cs;
@@ -668,7 +663,7 @@ void imap_cmd_search(struct imap_cmd *c)
     if (search_run(&x) < 0)
         return;
     struct imap_view *v = s->sel;
-    if (ret & RET_SAVE) {
+    if (ret & IMAP_RET_SAVE) {
         uint32_t *copy = malloc((x.n_hits + 1) * sizeof(uint32_t));
         if (copy) {
             memcpy(copy, x.hits, x.n_hits * sizeof(uint32_t));

@@ -312,43 +312,6 @@ static int parse_criteria(struct sort_ctx *x)
     return imap_parse_close(ps);
 }
 
-#define RET_MIN 1u
-#define RET_MAX 2u
-#define RET_ALL 4u
-#define RET_COUNT 8u
-
-/* ESORT (RFC 5267 3): "RETURN (MIN MAX COUNT ALL)" before the criteria. */
-static int parse_return(struct imap_cmd *c, unsigned *ret_r, bool *esort_r)
-{
-    struct imap_parser *ps = &c->ps;
-    if (!(ps->end - ps->p > 7 && strncasecmp(ps->p, "RETURN ", 7) == 0))
-        return 0;
-    char *kw;
-    if (imap_parse_atom(ps, &kw) < 0 || imap_parse_sp(ps) < 0 || imap_parse_open(ps) < 0)
-        return -1;
-    *esort_r = true;
-    while (!imap_parse_peek(ps, ')')) {
-        char *o;
-        if (imap_parse_atom(ps, &o) < 0)
-            return -1;
-        if (strcasecmp(o, "MIN") == 0) *ret_r |= RET_MIN;
-        else if (strcasecmp(o, "MAX") == 0) *ret_r |= RET_MAX;
-        else if (strcasecmp(o, "ALL") == 0) *ret_r |= RET_ALL;
-        else if (strcasecmp(o, "COUNT") == 0) *ret_r |= RET_COUNT;
-        else {
-            ps->error = "RETURN option (MIN MAX COUNT ALL)";
-            return -1;
-        }
-        if (!imap_parse_char(ps, ' '))
-            break;
-    }
-    if (imap_parse_close(ps) < 0 || imap_parse_sp(ps) < 0)
-        return -1;
-    if (*ret_r == 0)
-        *ret_r = RET_ALL;
-    return 0;
-}
-
 static void sort_reply(struct sort_ctx *x, const struct imap_search_result *res, unsigned ret,
                        bool esort)
 {
@@ -374,13 +337,13 @@ static void sort_reply(struct sort_ctx *x, const struct imap_search_result *res,
         strbuf_append(&sb, ")", 1);
         if (c->uid)
             strbuf_append(&sb, " UID", 4);
-        if (x->n > 0 && (ret & RET_MIN))
+        if (x->n > 0 && (ret & IMAP_RET_MIN))
             strbuf_printf(&sb, " MIN %u", nums[0]);
-        if (x->n > 0 && (ret & RET_MAX))
+        if (x->n > 0 && (ret & IMAP_RET_MAX))
             strbuf_printf(&sb, " MAX %u", nums[x->n - 1]);
-        if (ret & RET_COUNT)
+        if (ret & IMAP_RET_COUNT)
             strbuf_printf(&sb, " COUNT %zu", x->n);
-        if (x->n > 0 && (ret & RET_ALL)) {
+        if (x->n > 0 && (ret & IMAP_RET_ALL)) {
             strbuf_append(&sb, " ALL ", 5);
             imap_uidset_write(&sb, nums, x->n);
         }
@@ -405,7 +368,7 @@ void imap_cmd_sort(struct imap_cmd *c)
     x.c = c;
     unsigned ret = 0;
     bool esort = false;
-    if (imap_parse_sp(ps) < 0 || parse_return(c, &ret, &esort) < 0 || parse_criteria(&x) < 0 ||
+    if (imap_parse_sp(ps) < 0 || imap_parse_search_return(c, false, &ret, &esort) < 0 || parse_criteria(&x) < 0 ||
         imap_parse_sp(ps) < 0) {
         imap_bad_syntax(c);
         return;

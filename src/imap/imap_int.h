@@ -231,6 +231,17 @@ int imap_search_run(struct imap_cmd *c, struct imap_search_result *r);
 /* Parses the charset argument of SORT and THREAD: 0 for UTF-8 and
  * US-ASCII, else -1 with BAD or NO [BADCHARSET] sent. */
 int imap_search_charset(struct imap_cmd *c);
+/* ESEARCH/ESORT result options (RFC 4731, RFC 5267). */
+#define IMAP_RET_MIN   1u
+#define IMAP_RET_MAX   2u
+#define IMAP_RET_ALL   4u
+#define IMAP_RET_COUNT 8u
+#define IMAP_RET_SAVE  16u   /* SEARCHRES (RFC 5182): SEARCH only */
+/* Parses an optional "RETURN (...) " at the parser's position: 0 (with
+ * *extended_r set when present, ALL when the list is empty), or -1 (BAD;
+ * SAVE is refused unless allow_save). */
+int imap_parse_search_return(struct imap_cmd *c, bool allow_save, unsigned *ret_r,
+                             bool *extended_r);
 
 /* STATUS data items for one mailbox into out (also LIST-STATUS). */
 int imap_status_write(struct imap_session *s, const struct store_imap_mbox *m,

@@ -30,6 +30,7 @@
 #include "core/pool.h"
 #include "imap/imap_int.h"
 #include "net/server.h"
+#include "net/session.h"
 #include "net/tls.h"
 #include "store/store.h"
 
@@ -75,16 +76,7 @@ static void imap_vsend(struct imap_session *s, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 static void imap_vsend(struct imap_session *s, const char *fmt, va_list ap)
 {
-    char line[2048];
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    log_debug(s->sid, "event=reply text=\"%.*s\"", n > 200 ? 200 : n, line);
-    line[n++] = '\r';
-    line[n++] = '\n';
-    imap_send_raw(s, line, (size_t)n);
+    net_send_vline(s->dead ? NULL : s->bev, s->sid, fmt, ap);
 }
 
 void imap_send(struct imap_session *s, const char *fmt, ...)
@@ -187,26 +179,11 @@ void imap_capability_string(struct imap_session *s, struct strbuf *out)
 
 /* ---- closing ---- */
 
-static bool imap_output_flushed(struct imap_session *s)
-{
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-        return false;
-    for (struct bufferevent *b = bufferevent_get_underlying(s->bev); b;
-         b = bufferevent_get_underlying(b))
-        if (evbuffer_get_length(bufferevent_get_output(b)) > 0)
-            return false;
-    return true;
-}
-
 static void imap_close_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct imap_session *s = arg;
-    if (imap_output_flushed(s) || ++s->close_polls >= 250) {
+    if (net_close_poll(s->bev, s->close_ev, &s->close_polls))
         imap_free(s);
-        return;
-    }
-    struct timeval tv = { 0, 20 * 1000 };
-    evtimer_add(s->close_ev, &tv);
 }
 
 /* Sends a last line and closes once the output is flushed (polled, so
@@ -924,22 +901,14 @@ static void imap_free(struct imap_session *s)
     imap_watch_stop(s);
     imap_view_close(s);
     strbuf_free(&s->cmd);
-    if (s->timer)
-        event_free(s->timer);
-    if (s->delay_ev)
-        event_free(s->delay_ev);
-    if (s->close_ev)
-        event_free(s->close_ev);
-    if (s->bev)
-        bufferevent_free(s->bev);
     if (s->next)
         s->next->prev = s->prev;
     if (s->prev)
         s->prev->next = s->next;
     else if (sessions_head == s)
         sessions_head = s->next;
-    server_conn_closed(s->srv, s->ip);
-    server_session_end(s->srv);
+    struct event *evs[] = { s->timer, s->delay_ev, s->close_ev };
+    net_session_release(s->srv, s->ip, s->bev, evs, sizeof(evs) / sizeof(evs[0]));
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     free(s);
 }

@@ -49,6 +49,7 @@
 #include "core/pool.h"
 #include "core/util.h"
 #include "net/server.h"
+#include "net/session.h"
 #include "net/tls.h"
 #include "pop3/pop3_parse.h"
 #include "core/sasl.h"
@@ -59,8 +60,6 @@
 #define POP3_OUT_HIGH  (256u * 1024)  /* stop reading while this much is unsent */
 #define POP3_OUT_LOW   (64u * 1024)   /* ... and go on below this */
 #define POP3_IN_HIGH   (64u * 1024)   /* pipelined input held while busy */
-#define POP3_CLOSE_POLL_MS 20
-#define POP3_CLOSE_MAX_POLLS 250
 #define POP3_MAILBOX "INBOX"
 
 enum pop3_state {
@@ -162,20 +161,10 @@ static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
 
 static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    net_send_vline(s->bev, s->sid, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    log_debug(s->sid, "event=reply text=\"%.*s\"", n > 200 ? 200 : n, line);
-    line[n++] = '\r';
-    line[n++] = '\n';
-    if (s->bev)
-        bufferevent_write(s->bev, line, (size_t)n);
 }
 
 static struct evbuffer *pop3_out(struct pop3_session *s)
@@ -183,27 +172,13 @@ static struct evbuffer *pop3_out(struct pop3_session *s)
     return bufferevent_get_output(s->bev);
 }
 
-/* True when every byte written has left for the socket: the session's
- * buffer and, after STLS, the socket bufferevent under the TLS filter. */
-static bool pop3_output_flushed(struct pop3_session *s)
-{
-    if (evbuffer_get_length(pop3_out(s)) > 0)
-        return false;
-    struct bufferevent *under = bufferevent_get_underlying(s->bev);
-    return under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0;
-}
-
 static void pop3_close_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pop3_session *s = arg;
     if (s->jobs > 0)
         return; /* the job's completion comes back here */
-    if (pop3_output_flushed(s) || ++s->close_polls >= POP3_CLOSE_MAX_POLLS) {
+    if (net_close_poll(s->bev, s->close_ev, &s->close_polls))
         pop3_free(s);
-        return;
-    }
-    struct timeval tv = { 0, POP3_CLOSE_POLL_MS * 1000 };
-    evtimer_add(s->close_ev, &tv);
 }
 
 /* Sends a last reply (text may be NULL) and closes once it is on its way:
@@ -1273,7 +1248,7 @@ static void pop3_write_cb(struct bufferevent *bev, void *arg)
 {
     struct pop3_session *s = arg;
     if (s->state == POP3_S_CLOSING) {
-        if (s->jobs == 0 && pop3_output_flushed(s))
+        if (s->jobs == 0 && net_output_flushed(s->bev))
             pop3_free(s);
         return;
     }
@@ -1360,22 +1335,14 @@ static void pop3_free_now(struct pop3_session *s)
     free(s->retrieved);
     if (s->chunk != NULL)
         pop3_chunk_put(s->chunk);
-    if (s->timer)
-        event_free(s->timer);
-    if (s->delay_ev)
-        event_free(s->delay_ev);
-    if (s->close_ev)
-        event_free(s->close_ev);
-    if (s->bev)
-        bufferevent_free(s->bev);
     if (s->next)
         s->next->prev = s->prev;
     if (s->prev)
         s->prev->next = s->next;
     else if (sessions_head == s)
         sessions_head = s->next;
-    server_conn_closed(s->srv, s->ip);
-    server_session_end(s->srv);
+    struct event *evs[] = { s->timer, s->delay_ev, s->close_ev };
+    net_session_release(s->srv, s->ip, s->bev, evs, sizeof(evs) / sizeof(evs[0]));
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     free(s);
 }

@@ -33,6 +33,7 @@
 #include "core/pool.h"
 #include "core/util.h"
 #include "net/server.h"
+#include "net/session.h"
 #include "net/tls.h"
 #include "smtp/smtp_parse.h"
 #include "store/store.h"
@@ -168,20 +169,10 @@ static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 
 static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    net_send_vline(s->bev, s->sid, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    log_debug(s->sid, "event=reply text=\"%.*s\"", n, line);
-    line[n++] = '\r';
-    line[n++] = '\n';
-    if (s->bev)
-        bufferevent_write(s->bev, line, (size_t)n);
 }
 
 static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r)
@@ -189,28 +180,11 @@ static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r
     smtp_reply(s, "%d %s %s", r->code, r->status, r->text);
 }
 
-/* True when every byte written has left for the socket: the session's own
- * buffer and, after STARTTLS, the socket bufferevent under the TLS filter. */
-static bool smtp_output_flushed(struct smtp_session *s)
-{
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-        return false;
-    struct bufferevent *under = bufferevent_get_underlying(s->bev);
-    return under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0;
-}
-
-#define SMTP_CLOSE_POLL_MS 20
-#define SMTP_CLOSE_MAX_POLLS 250
-
 static void smtp_close_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtp_session *s = arg;
-    if (smtp_output_flushed(s) || ++s->close_polls >= SMTP_CLOSE_MAX_POLLS) {
+    if (net_close_poll(s->bev, s->close_ev, &s->close_polls))
         smtp_free(s);
-        return;
-    }
-    struct timeval tv = { 0, SMTP_CLOSE_POLL_MS * 1000 };
-    evtimer_add(s->close_ev, &tv);
 }
 
 /* Sends a final reply and closes once it is on its way.  The write
@@ -1667,24 +1641,14 @@ static void smtp_free(struct smtp_session *s)
     smtp_tx_reset(s);
     if (s->fc)
         filter_conn_free(s->fc);
-    if (s->timer)
-        event_free(s->timer);
-    if (s->delay_ev)
-        event_free(s->delay_ev);
-    if (s->close_ev)
-        event_free(s->close_ev);
-    if (s->greet_ev)
-        event_free(s->greet_ev);
-    if (s->bev)
-        bufferevent_free(s->bev);
     if (s->next)
         s->next->prev = s->prev;
     if (s->prev)
         s->prev->next = s->next;
     else if (sessions_head == s)
         sessions_head = s->next;
-    server_conn_closed(s->srv, s->ip);
-    server_session_end(s->srv);
+    struct event *evs[] = { s->timer, s->delay_ev, s->close_ev, s->greet_ev };
+    net_session_release(s->srv, s->ip, s->bev, evs, sizeof(evs) / sizeof(evs[0]));
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
     free(s);
 }

@@ -547,6 +547,7 @@ struct auth_slot {
 static pthread_mutex_t auth_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct auth_slot *auth_cache;
 static unsigned char auth_cache_key[32];
+static EVP_MAC *auth_hmac;           /* fetched once with the table */
 
 void store_set_auth_cache(struct store *st, int64_t ttl_seconds)
 {
@@ -560,17 +561,20 @@ static bool auth_mac(const char *address, const char *stored, const char *passwo
     pthread_mutex_lock(&auth_cache_lock);
     if (auth_cache == NULL) {
         struct auth_slot *t = calloc(AUTH_CACHE_SLOTS, sizeof(*t));
-        if (t != NULL && RAND_bytes(auth_cache_key, sizeof(auth_cache_key)) == 1)
+        EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (t != NULL && m != NULL && RAND_bytes(auth_cache_key, sizeof(auth_cache_key)) == 1) {
             auth_cache = t;
-        else
+            auth_hmac = m;
+        } else {
             free(t);
+            EVP_MAC_free(m);
+        }
     }
     bool ready = auth_cache != NULL;
     pthread_mutex_unlock(&auth_cache_lock);
     if (!ready)
         return false;
-    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = m ? EVP_MAC_CTX_new(m) : NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(auth_hmac);
     OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
                             OSSL_PARAM_construct_end() };
     size_t len = 0;
@@ -580,7 +584,6 @@ static bool auth_mac(const char *address, const char *stored, const char *passwo
               EVP_MAC_update(ctx, (const unsigned char *)password, strlen(password)) == 1 &&
               EVP_MAC_final(ctx, mac, &len, 32) == 1 && len == 32;
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(m);
     return ok;
 }
 

@@ -36,7 +36,7 @@ static int cmd_version(const struct config *cfg, int argc, char **argv);
 
 static const struct subcommand commands[] = {
     { "serve", cmd_serve, "serve                      run the server" },
-    { "user", cli_user, "user add|del|passwd|list   accounts (password on stdin or --password-file F)" },
+    { "user", cli_user, "user add|del|passwd|list|quota   accounts (password on stdin or --password-file F; quota ADDRESS [SIZE|none])" },
     { "domain", cli_domain, "domain add|del|list        local domains" },
     { "alias", cli_alias, "alias add SRC DST|del|list aliases (catch-all @domain allowed)" },
     { "mailbox", cli_mailbox, "mailbox status ACCOUNT | fetch ACCOUNT MAILBOX UID" },

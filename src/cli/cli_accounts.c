@@ -22,6 +22,7 @@
 
 #include "core/util.h"
 #include "store/store.h"
+#include "store/store_imap.h"
 
 #define PASSWORD_MAX 512
 
@@ -203,6 +204,37 @@ static int user_del(struct store *st, int argc, char **argv)
     return EX_OK;
 }
 
+/* user quota ADDRESS [SIZE|none]: shows or sets the storage limit that
+ * IMAP reports (RFC 9208 STORAGE) and APPEND/COPY enforce. */
+static int user_quota(struct store *st, int argc, char **argv)
+{
+    const char *u = "user quota ADDRESS [SIZE|none]  (SIZE like 500M, 2G)";
+    if (argc != 2 && argc != 3)
+        return usage(u);
+    char addr[512];
+    str_copy(addr, argv[1], sizeof(addr));
+    str_lower(addr);
+    int64_t id = store_user_lookup(st, addr);
+    if (id <= 0)
+        return cli_error(EX_NOUSER, "no such account: %s", argv[1]);
+    if (argc == 3) {
+        uint64_t bytes = 0;
+        if (strcmp(argv[2], "none") != 0 && (parse_size(argv[2], &bytes) < 0 || bytes == 0))
+            return cli_error(EX_USAGE, "bad size '%s' (expected e.g. 500M, 2G, or none)", argv[2]);
+        if (store_imap_quota_set(st, addr, bytes) < 0)
+            return store_failed(NULL);
+    }
+    uint64_t used = 0, limit = 0;
+    if (store_imap_quota(st, id, &used, &limit) < 0)
+        return store_failed(NULL);
+    if (limit > 0)
+        printf("%s: quota=%llu used=%llu\n", addr, (unsigned long long)limit,
+               (unsigned long long)used);
+    else
+        printf("%s: quota=none used=%llu\n", addr, (unsigned long long)used);
+    return EX_OK;
+}
+
 static void print_line(const char *s, void *arg)
 {
     (void)arg;
@@ -219,7 +251,7 @@ static int user_list(struct store *st, int argc, char **argv)
 
 int cli_user(const struct config *cfg, int argc, char **argv)
 {
-    const char *u = "user add|del|passwd|list [ADDRESS] [--password-file FILE]";
+    const char *u = "user add|del|passwd|list [ADDRESS] [--password-file FILE] | quota ADDRESS [SIZE|none]";
     if (argc < 1)
         return usage(u);
     if (strcmp(argv[0], "add") == 0 || strcmp(argv[0], "passwd") == 0)
@@ -228,6 +260,8 @@ int cli_user(const struct config *cfg, int argc, char **argv)
         return with_store(cfg, user_del, argc, argv);
     if (strcmp(argv[0], "list") == 0)
         return with_store(cfg, user_list, argc, argv);
+    if (strcmp(argv[0], "quota") == 0)
+        return with_store(cfg, user_quota, argc, argv);
     return usage(u);
 }
 

@@ -331,6 +331,34 @@ def test_namespace_id_quota_noop_check(srv):
     m.logout()
 
 
+def test_quota_set_by_cli_enforced_and_reported(srv):
+    user, pw = "quota-user@example.test", "Quota-Secret-9"
+    srv.cli("user", "add", user, input=(pw + "\n").encode())
+    out = srv.cli("user", "quota", user, "20K").stdout.decode()
+    assert "quota=20480" in out, out
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"])
+    m.login(user, pw)
+    typ, data = m.getquotaroot("INBOX")
+    assert typ == "OK"
+    # imaplib: [[QUOTAROOT lines], [QUOTA lines]]; the limit is in KiB
+    quota_lines = b" ".join(x for x in data[1] if isinstance(x, bytes))
+    assert b"STORAGE 0 20" in quota_lines, data
+    small = b"Subject: fits\r\n\r\n" + b"x" * 5000 + b"\r\n"
+    ok(m.append("INBOX", None, None, small))
+    big = b"Subject: too big\r\n\r\n" + b"y" * 30000 + b"\r\n"
+    typ, data = m.append("INBOX", None, None, big)
+    assert typ == "NO" and b"[OVERQUOTA]" in data[0], (typ, data)
+    # lifted: the same APPEND now succeeds
+    out = srv.cli("user", "quota", user, "none").stdout.decode()
+    assert "quota=none" in out, out
+    ok(m.append("INBOX", None, None, big))
+    m.logout()
+    p = srv.cli("user", "quota", user, "lots", check=False)
+    assert p.returncode == 64 and b"bad size" in p.stderr, p
+    p = srv.cli("user", "quota", "nobody@example.test", "1M", check=False)
+    assert p.returncode == 67 and b"no such account" in p.stderr, p
+
+
 # ---- several sessions ----
 
 def test_two_sessions_see_flags_and_expunge(srv):

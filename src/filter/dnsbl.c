@@ -1,9 +1,11 @@
 /*
  * DNS for the engine: DNS list query names and answers (RFC 5782), a
  * small set of lookup threads so that the lists of one connection are
- * asked concurrently, each under its own timeout, a cache of list answers
- * bounded in size and honouring TTLs, forward-confirmed reverse DNS and
- * the HELO existence check.
+ * asked concurrently, each under its own timeout, a cache of answers
+ * (lists, FCrDNS results, HELO name existence) bounded in size and
+ * honouring TTLs, forward-confirmed reverse DNS and the HELO existence
+ * check.  The cache lets a stage whose answers are all there run on an
+ * event loop (filter_lookup_cached) instead of the pool.
  *
  * Why threads of our own: the resolver's synchronous calls block their
  * caller, and a pool job waiting on other pool jobs could starve the pool.
@@ -25,7 +27,7 @@
 
 #define LK_THREADS      8
 #define LK_QUEUE_MAX    4096
-#define LK_CACHE_SLOTS  4096        /* direct-mapped, ~1.2 MB */
+#define LK_CACHE_SLOTS  4096        /* direct-mapped, ~2.2 MB */
 #define LK_TTL_MIN      30
 #define LK_TTL_MAX      86400
 #define LK_TTL_NEGATIVE 300         /* NXDOMAIN without a TTL */
@@ -166,12 +168,18 @@ bool filter_dnsl_interpret(const struct filter_dnsl_cfg *d, const uint8_t (*a)[4
 
 /* ---- the cache ---- */
 
+/* One cached answer: an A lookup of a list (its records), an FCrDNS
+ * result (keyed by the address, with the confirmed or first PTR name) or
+ * a HELO name's existence. */
 struct lk_slot {
     char name[DNS_NAME_MAX + 2];
+    enum filter_lk_kind kind;
     time_t expires;
     enum dns_status status;
     uint8_t a[FILTER_LK_ADDRS_MAX][4];
     int n;
+    enum filter_fcrdns fcrdns;
+    char ptr[DNS_NAME_MAX + 2];
 };
 
 struct lk_batch;
@@ -214,44 +222,83 @@ static size_t name_hash(const char *s)
     return h;
 }
 
-static bool cache_get(struct filter *f, struct filter_lk_req *r)
+/* An FCrDNS request is keyed by its address, which its name then holds. */
+static void req_key(struct filter_lk_req *r)
+{
+    if (r->kind == FILTER_LK_FCRDNS && r->name[0] == '\0' &&
+        filter_ip_format(&r->ip, r->name, sizeof(r->name)) == NULL)
+        r->name[0] = '\0';
+}
+
+static struct lk_slot *slot_of(struct filter_lookup *lk, const struct filter_lk_req *r)
+{
+    return &lk->cache[(name_hash(r->name) + (size_t)r->kind * 7919u) % LK_CACHE_SLOTS];
+}
+
+/* Fills r from the cache when its answer is there and fresh.  count:
+ * add to the hit statistics. */
+static bool cache_get(struct filter *f, struct filter_lk_req *r, bool count)
 {
     struct filter_lookup *lk = f->lookup;
-    struct lk_slot *s = &lk->cache[name_hash(r->name) % LK_CACHE_SLOTS];
+    req_key(r);
+    if (r->name[0] == '\0')
+        return false;
+    struct lk_slot *s = slot_of(lk, r);
     time_t now = filter_now(f);
     bool hit = false;
     pthread_mutex_lock(&lk->cache_mu);
-    lk->queries++;
-    if (s->name[0] && strcasecmp(s->name, r->name) == 0 && s->expires > now) {
+    if (count)
+        lk->queries++;
+    if (s->name[0] && s->kind == r->kind && strcasecmp(s->name, r->name) == 0 && s->expires > now) {
         r->status = s->status;
         r->n_a = s->n;
         memcpy(r->a, s->a, sizeof(r->a));
-        lk->hits++;
+        r->fcrdns = s->fcrdns;
+        str_copy(r->ptr, s->ptr, sizeof(r->ptr));
+        if (count)
+            lk->hits++;
         hit = true;
     }
     pthread_mutex_unlock(&lk->cache_mu);
     return hit;
 }
 
-static void cache_put(struct filter *f, const struct filter_lk_req *r, uint32_t ttl)
+/* Keeps a final answer for its TTL (within LK_TTL_MIN..LK_TTL_MAX; 0 is
+ * "unknown").  Temporary failures are never kept. */
+static void cache_put(struct filter *f, struct filter_lk_req *r, uint32_t ttl)
 {
-    if (r->status != DNS_OK && r->status != DNS_NXDOMAIN && r->status != DNS_NODATA)
+    bool final = r->kind == FILTER_LK_FCRDNS
+                     ? r->fcrdns != FILTER_FCRDNS_TEMPFAIL
+                     : r->status == DNS_OK || r->status == DNS_NXDOMAIN || r->status == DNS_NODATA;
+    req_key(r);
+    if (!final || r->name[0] == '\0' || filter_lookup_stopping(f))
         return;
+    bool positive = r->kind == FILTER_LK_FCRDNS ? r->fcrdns != FILTER_FCRDNS_NOPTR
+                                                : r->status == DNS_OK;
     if (ttl == 0)
-        ttl = r->status == DNS_OK ? LK_TTL_MIN : LK_TTL_NEGATIVE;
+        ttl = positive ? LK_TTL_MIN : LK_TTL_NEGATIVE;
     if (ttl < LK_TTL_MIN)
         ttl = LK_TTL_MIN;
     if (ttl > LK_TTL_MAX)
         ttl = LK_TTL_MAX;
     struct filter_lookup *lk = f->lookup;
-    struct lk_slot *s = &lk->cache[name_hash(r->name) % LK_CACHE_SLOTS];
+    struct lk_slot *s = slot_of(lk, r);
     pthread_mutex_lock(&lk->cache_mu);
     str_copy(s->name, r->name, sizeof(s->name));
+    s->kind = r->kind;
     s->expires = filter_now(f) + (time_t)ttl;
     s->status = r->status;
     s->n = r->n_a;
     memcpy(s->a, r->a, sizeof(s->a));
+    s->fcrdns = r->fcrdns;
+    str_copy(s->ptr, r->ptr, sizeof(s->ptr));
     pthread_mutex_unlock(&lk->cache_mu);
+}
+
+/* The smaller of two TTLs, where 0 is "unknown". */
+static uint32_t ttl_min(uint32_t a, uint32_t b)
+{
+    return a == 0 ? b : b == 0 ? a : a < b ? a : b;
 }
 
 bool filter_lookup_stopping(struct filter *f)
@@ -306,9 +353,11 @@ static void run_fcrdns(struct filter *f, struct filter_lk_req *r)
     }
     enum dns_status st = filter_dns_query(f, false, rev, DNS_T_PTR, &ptr);
     r->status = st;
+    uint32_t ttl = ptr.ttl;
     if (st != DNS_OK) {
         r->fcrdns = st == DNS_TEMPFAIL ? FILTER_FCRDNS_TEMPFAIL : FILTER_FCRDNS_NOPTR;
         dns_result_free(&ptr);
+        cache_put(f, r, ttl);
         return;
     }
     bool tempfail = false;
@@ -327,6 +376,7 @@ static void run_fcrdns(struct filter *f, struct filter_lk_req *r)
                                               r->ip.family == 4 ? DNS_T_A : DNS_T_AAAA, &fwd);
         if (fs == DNS_TEMPFAIL)
             tempfail = true;
+        ttl = ttl_min(ttl, fwd.ttl);
         for (size_t k = 0; fs == DNS_OK && k < fwd.n; k++)
             if (addr_equal(&fwd.rr[k].addr, &r->ip) &&
                 (fwd.rr[k].type == DNS_T_A || fwd.rr[k].type == DNS_T_AAAA)) {
@@ -340,6 +390,7 @@ static void run_fcrdns(struct filter *f, struct filter_lk_req *r)
     if (r->fcrdns != FILTER_FCRDNS_PASS && tempfail)
         r->fcrdns = FILTER_FCRDNS_TEMPFAIL;
     dns_result_free(&ptr);
+    cache_put(f, r, ttl);
 }
 
 /* Does a name exist with A, AAAA or MX records?  status: DNS_OK when it
@@ -348,6 +399,7 @@ static void run_exists(struct filter *f, struct filter_lk_req *r)
 {
     static const uint16_t types[] = { DNS_T_A, DNS_T_AAAA, DNS_T_MX };
     enum dns_status worst = DNS_NODATA;
+    uint32_t ttl = 0;
     for (size_t i = 0; i < 3; i++) {
         struct dns_result res;
         if (i > 0 && filter_lookup_stopping(f)) {
@@ -355,15 +407,18 @@ static void run_exists(struct filter *f, struct filter_lk_req *r)
             return;
         }
         enum dns_status st = filter_dns_query(f, false, r->name, types[i], &res);
+        ttl = ttl_min(ttl, res.ttl);
         dns_result_free(&res);
         if (st == DNS_OK || st == DNS_NXDOMAIN || st == DNS_BADNAME) {
             r->status = st == DNS_BADNAME ? DNS_NXDOMAIN : st;
+            cache_put(f, r, ttl);
             return;
         }
         if (st == DNS_TEMPFAIL)
             worst = DNS_TEMPFAIL;
     }
     r->status = worst;
+    cache_put(f, r, ttl);
 }
 
 static void run_req(struct filter *f, struct filter_lk_req *r)
@@ -511,21 +566,41 @@ static void timed_out(struct filter_lk_req *r)
     r->n_a = 0;
 }
 
-void filter_lookup_run(struct filter *f, struct filter_lk_req *reqs, int n)
+static void reqs_reset(struct filter_lk_req *reqs, int n)
 {
-    struct filter_lookup *lk = f->lookup;
     for (int i = 0; i < n; i++) {
         reqs[i].timed_out = false;
         reqs[i].status = DNS_TEMPFAIL;
         reqs[i].n_a = 0;
     }
+}
+
+bool filter_lookup_cached(struct filter *f, struct filter_lk_req *reqs, int n)
+{
+    reqs_reset(reqs, n);
+    for (int i = 0; i < n; i++)
+        if (!cache_get(f, &reqs[i], false)) {
+            reqs_reset(reqs, n);
+            return false;
+        }
+    pthread_mutex_lock(&f->lookup->cache_mu);
+    f->lookup->queries += (unsigned long)n;
+    f->lookup->hits += (unsigned long)n;
+    pthread_mutex_unlock(&f->lookup->cache_mu);
+    return true;
+}
+
+void filter_lookup_run(struct filter *f, struct filter_lk_req *reqs, int n)
+{
+    struct filter_lookup *lk = f->lookup;
+    reqs_reset(reqs, n);
     pthread_mutex_lock(&lk->mu);
     bool threads = !lk->stopping && lk_started(lk);
     pthread_mutex_unlock(&lk->mu);
     struct lk_batch *b = threads ? batch_new(f, reqs, n) : NULL;
     if (b == NULL) {
         for (int i = 0; i < n; i++)
-            if (reqs[i].kind != FILTER_LK_A || !cache_get(f, &reqs[i]))
+            if (!cache_get(f, &reqs[i], true))
                 run_req(f, &reqs[i]);
         return;
     }
@@ -533,7 +608,7 @@ void filter_lookup_run(struct filter *f, struct filter_lk_req *reqs, int n)
     pthread_mutex_lock(&lk->mu);
     for (int i = 0; i < n; i++) {
         struct filter_lk_req *r = &b->reqs[i];
-        if (r->kind == FILTER_LK_A && cache_get(f, r)) {
+        if (cache_get(f, r, true)) {
             b->done_at[i] = start;
             continue;
         }

@@ -29,10 +29,25 @@
 
 /* ---- verdicts ---- */
 
+/* Field by field: the rule array (5 KB) is read only up to n_rules, and
+ * every stage starts with this. */
 void filter_verdict_init(struct filter_verdict *v)
 {
-    memset(v, 0, sizeof(*v));
     v->action = FILTER_ACCEPT;
+    v->disconnect = false;
+    v->code = 0;
+    v->enhanced[0] = '\0';
+    v->text[0] = '\0';
+    v->scanned = false;
+    v->spam = false;
+    v->score = 0;
+    v->n_rules = 0;
+    v->headers = NULL;
+    v->subject = NULL;
+    v->rspamd_used = false;
+    v->rspamd_score = 0;
+    v->rspamd_action[0] = '\0';
+    v->rspamd_symbols[0] = '\0';
 }
 
 void filter_verdict_free(struct filter_verdict *v)
@@ -506,13 +521,14 @@ static void connect_fcrdns(struct filter_conn *c, const struct filter_lk_req *r,
     }
 }
 
-/* The DNS part of connect: IP lists and FCrDNS in one concurrent batch. */
-static void connect_dns(struct filter_conn *c, struct filter_verdict *v)
+/* The DNS lookups of connect: the IP lists and FCrDNS.  Returns their
+ * count; *fcr_r is the index of the FCrDNS request, or -1. */
+static int connect_reqs(const struct filter_conn *c, struct filter_lk_req *reqs,
+                        struct dnsl_query *qs, int *fcr_r)
 {
     const struct filter_config *fc = &c->f->cfg;
-    struct filter_lk_req reqs[DNSL_REQS_MAX];
-    struct dnsl_query qs[DNSL_REQS_MAX];
     int n = 0;
+    *fcr_r = -1;
     for (int i = 0; i < fc->n_dnsl; i++) {
         const struct filter_dnsl_cfg *d = &fc->dnsl[i];
         if (d->type != FILTER_DNSL_IP)
@@ -526,18 +542,27 @@ static void connect_dns(struct filter_conn *c, struct filter_verdict *v)
         str_copy(qs[n].what, c->ip, sizeof(qs[n].what));
         n++;
     }
-    int fcr = -1;
     if (fc->fcrdns.mode != FILTER_MODE_OFF) {
-        fcr = n;
+        *fcr_r = n;
         memset(&reqs[n], 0, sizeof(reqs[n]));
         reqs[n].kind = FILTER_LK_FCRDNS;
         reqs[n].ip = c->addr;
         reqs[n].timeout_ms = FILTER_LK_SLOW_MS;
         n++;
     }
+    return n;
+}
+
+/* The DNS part of connect: IP lists and FCrDNS in one concurrent batch
+ * (already answered from the cache when resolved). */
+static void connect_dns(struct filter_conn *c, struct filter_lk_req *reqs,
+                        const struct dnsl_query *qs, int n, int fcr, bool resolved,
+                        struct filter_verdict *v)
+{
     if (n == 0)
         return;
-    filter_lookup_run(c->f, reqs, n);
+    if (!resolved)
+        filter_lookup_run(c->f, reqs, n);
     struct dnsl_hit hits[DNSL_REQS_MAX];
     int nh = dnsl_collect(c, reqs, qs, fcr < 0 ? n : fcr, hits);
     connect_dnsl(c, hits, nh, v);
@@ -545,24 +570,49 @@ static void connect_dns(struct filter_conn *c, struct filter_verdict *v)
         connect_fcrdns(c, &reqs[fcr], v);
 }
 
-void filter_connect(struct filter_conn *c, struct filter_verdict *v)
+/* Is the client trusted by configuration (loopback, allow_ip)?  Says why
+ * in by (NULL when not).  No I/O. */
+static const char *connect_trusted_by(const struct filter_conn *c, const struct filter_lists *ls,
+                                      char *by, size_t size)
+{
+    const struct filter_entry *e;
+    if (c->f->cfg.allow_loopback && filter_ip_is_loopback(&c->addr)) {
+        str_copy(by, "loopback", size);
+        return by;
+    }
+    if ((e = filter_list_match_ip(&ls->allow_ip, &c->addr)) != NULL) {
+        snprintf(by, size, "allow %.70s", e->text);
+        return by;
+    }
+    return NULL;
+}
+
+/* The connect stage.  nowait: the DNS answers it needs come from the
+ * cache, else it returns false before changing anything. */
+static bool connect_stage(struct filter_conn *c, struct filter_verdict *v, bool nowait)
 {
     struct filter *f = c->f;
     const struct filter_config *fc = &f->cfg;
     filter_verdict_init(v);
     if (!c->addr_ok)
-        return;
+        return true;
     struct filter_lists *ls = filter_lists_get(f);
     const struct filter_entry *e;
-    char text[256], key[96];
-    if (fc->allow_loopback && filter_ip_is_loopback(&c->addr)) {
-        c->trusted = true;
-        str_copy(c->trusted_by, "loopback", sizeof(c->trusted_by));
-    } else if ((e = filter_list_match_ip(&ls->allow_ip, &c->addr)) != NULL) {
-        c->trusted = true;
-        snprintf(c->trusted_by, sizeof(c->trusted_by), "allow %.70s", e->text);
+    char text[256], key[96], by[80];
+    const char *trusted_by = connect_trusted_by(c, ls, by, sizeof(by));
+    struct filter_lk_req reqs[DNSL_REQS_MAX];
+    struct dnsl_query qs[DNSL_REQS_MAX];
+    int fcr = -1, n = 0;
+    if (trusted_by == NULL && c->mx) {
+        n = connect_reqs(c, reqs, qs, &fcr);
+        if (nowait && n > 0 && !filter_lookup_cached(f, reqs, n)) {
+            filter_lists_unref(ls);
+            return false;
+        }
     }
-    if (c->trusted) {
+    if (trusted_by != NULL) {
+        c->trusted = true;
+        str_copy(c->trusted_by, trusted_by, sizeof(c->trusted_by));
         log_debug(sid_of(c), "event=filter_trusted ip=%s by=\"%s\"", c->ip, c->trusted_by);
         goto out;
     }
@@ -587,10 +637,21 @@ void filter_connect(struct filter_conn *c, struct filter_verdict *v)
         goto out;
     }
     if (c->mx)
-        connect_dns(c, v);
+        connect_dns(c, reqs, qs, n, fcr, nowait, v);
 out:
     filter_lists_unref(ls);
     log_verdict(c, "connect", v);
+    return true;
+}
+
+void filter_connect(struct filter_conn *c, struct filter_verdict *v)
+{
+    connect_stage(c, v, false);
+}
+
+bool filter_connect_try(struct filter_conn *c, struct filter_verdict *v)
+{
+    return connect_stage(c, v, true);
 }
 
 /* ---- HELO ---- */
@@ -636,23 +697,28 @@ static const char *helo_syntax(const struct filter_conn *c, const char *helo, ch
     return NULL;
 }
 
-void filter_helo(struct filter_conn *c, const char *helo, struct filter_verdict *v)
+/* The HELO stage; nowait as for connect_stage. */
+static bool helo_stage(struct filter_conn *c, const char *helo, struct filter_verdict *v,
+                       bool nowait)
 {
     const struct filter_config *fc = &c->f->cfg;
     filter_verdict_init(v);
-    str_copy(c->helo, helo ? helo : "", sizeof(c->helo));
-    c->n_helo_hits = 0;
-    if (c->trusted || c->authenticated || !c->mx)
-        return;
+    if (c->trusted || c->authenticated || !c->mx) {
+        str_copy(c->helo, helo ? helo : "", sizeof(c->helo));
+        c->n_helo_hits = 0;
+        return true;
+    }
+    char name[sizeof(c->helo)];
+    str_copy(name, helo ? helo : "", sizeof(name));
     char detail[80];
     bool dns = false;
     const char *bad = fc->helo.mode == FILTER_MODE_OFF
                           ? NULL
-                          : helo_syntax(c, c->helo, detail, sizeof(detail), &dns);
+                          : helo_syntax(c, name, detail, sizeof(detail), &dns);
     struct filter_lk_req reqs[DNSL_REQS_MAX];
     struct dnsl_query qs[DNSL_REQS_MAX];
     char h[SMTP_DOMAIN_MAX + 1];
-    str_copy(h, c->helo, sizeof(h));
+    str_copy(h, name, sizeof(h));
     str_lower(h);
     int n = dnsl_domain_reqs(fc, h, FILTER_CHECK_HELO, reqs, qs, 0);
     int exists = -1;
@@ -664,8 +730,14 @@ void filter_helo(struct filter_conn *c, const char *helo, struct filter_verdict 
         reqs[n].timeout_ms = FILTER_LK_SLOW_MS;
         n++;
     }
-    if (n > 0)
-        filter_lookup_run(c->f, reqs, n);
+    if (n > 0) {
+        if (!nowait)
+            filter_lookup_run(c->f, reqs, n);
+        else if (!filter_lookup_cached(c->f, reqs, n))
+            return false;
+    }
+    str_copy(c->helo, name, sizeof(c->helo));
+    c->n_helo_hits = 0;
     if (exists >= 0 && reqs[exists].status == DNS_NXDOMAIN)
         bad = "HELO_UNKNOWN_NAME";
     if (bad != NULL) {
@@ -693,6 +765,17 @@ void filter_helo(struct filter_conn *c, const char *helo, struct filter_verdict 
                   reject ? 0 : hits[i].weight, hits[i].detail);
     }
     log_verdict(c, "helo", v);
+    return true;
+}
+
+void filter_helo(struct filter_conn *c, const char *helo, struct filter_verdict *v)
+{
+    helo_stage(c, helo, v, false);
+}
+
+bool filter_helo_try(struct filter_conn *c, const char *helo, struct filter_verdict *v)
+{
+    return helo_stage(c, helo, v, true);
 }
 
 /* ---- postscreen events, AUTH ---- */
@@ -786,18 +869,24 @@ bool filter_sender_wants_spf(struct filter_conn *c)
     return want;
 }
 
-static void mail_rhsbl(struct filter_conn *c, struct filter_verdict *v)
+/* The RHSBL lookups of MAIL (lists with check = sender).  Returns their
+ * count. */
+static int mail_rhsbl_reqs(const struct filter_conn *c, const char *sender,
+                           struct filter_lk_req *reqs, struct dnsl_query *qs)
 {
-    const struct filter_config *fc = &c->f->cfg;
-    struct filter_lk_req reqs[DNSL_REQS_MAX];
-    struct dnsl_query qs[DNSL_REQS_MAX];
     char dom[SMTP_DOMAIN_MAX + 1];
-    str_copy(dom, sender_domain(c->sender), sizeof(dom));
+    str_copy(dom, sender_domain(sender), sizeof(dom));
     str_lower(dom);
-    int n = dnsl_domain_reqs(fc, dom, FILTER_CHECK_SENDER, reqs, qs, 0);
+    return dnsl_domain_reqs(&c->f->cfg, dom, FILTER_CHECK_SENDER, reqs, qs, 0);
+}
+
+static void mail_rhsbl(struct filter_conn *c, struct filter_lk_req *reqs,
+                       const struct dnsl_query *qs, int n, bool resolved, struct filter_verdict *v)
+{
     if (n == 0)
         return;
-    filter_lookup_run(c->f, reqs, n);
+    if (!resolved)
+        filter_lookup_run(c->f, reqs, n);
     struct dnsl_hit hits[DNSL_REQS_MAX];
     int nh = dnsl_collect(c, reqs, qs, n, hits);
     struct filter_lists *ls = filter_lists_peek(c->f);
@@ -824,16 +913,27 @@ static void mail_rhsbl(struct filter_conn *c, struct filter_verdict *v)
     }
 }
 
-void filter_mail(struct filter_conn *c, const char *sender, struct filter_verdict *v)
+/* The MAIL stage; nowait as for connect_stage. */
+static bool mail_stage(struct filter_conn *c, const char *sender, struct filter_verdict *v,
+                       bool nowait)
 {
     struct filter *f = c->f;
     const struct filter_config *fc = &f->cfg;
+    struct filter_lk_req reqs[DNSL_REQS_MAX];
+    struct dnsl_query qs[DNSL_REQS_MAX];
+    int n = 0;
+    bool rhsbl = !c->trusted && !c->authenticated && c->mx;
+    if (rhsbl) {
+        n = mail_rhsbl_reqs(c, sender ? sender : "", reqs, qs);
+        if (nowait && n > 0 && !filter_lookup_cached(f, reqs, n))
+            return false;
+    }
     filter_verdict_init(v);
     str_copy(c->sender, sender ? sender : "", sizeof(c->sender));
     c->tx_held = false;
     c->n_tx_hits = 0;
     if (c->trusted)
-        return;
+        return true;
     char key[ADDRESS_MAX + 8];
     if (c->authenticated) {
         snprintf(key, sizeof(key), "u:%s", c->user);
@@ -849,28 +949,41 @@ void filter_mail(struct filter_conn *c, const char *sender, struct filter_verdic
                                "Too many messages from [%s] in the last hour; try again later",
                                c->ip);
     }
-    if (v->action == FILTER_ACCEPT && !c->authenticated && c->mx)
-        mail_rhsbl(c, v);
+    if (v->action == FILTER_ACCEPT && rhsbl)
+        mail_rhsbl(c, reqs, qs, n, nowait, v);
     log_verdict(c, "mail", v);
+    return true;
+}
+
+void filter_mail(struct filter_conn *c, const char *sender, struct filter_verdict *v)
+{
+    mail_stage(c, sender, v, false);
+}
+
+bool filter_mail_try(struct filter_conn *c, const char *sender, struct filter_verdict *v)
+{
+    return mail_stage(c, sender, v, true);
 }
 
 /* ---- RCPT ---- */
 
-static void rcpt_checks(struct filter_conn *c, const struct filter_lists *ls, const char *rcpt,
-                        const char *spf_pass_domain, struct filter_verdict *v)
+/* The RCPT checks; nowait: false (v untouched, nothing written) when
+ * greylisting would have to write. */
+static bool rcpt_checks(struct filter_conn *c, const struct filter_lists *ls, const char *rcpt,
+                        const char *spf_pass_domain, struct filter_verdict *v, bool nowait)
 {
     const struct filter_config *fc = &c->f->cfg;
     if (c->held) {
         filter_verdict_set(v, FILTER_REJECT, c->held_code, c->held_enhanced, "%s", c->held_text);
-        return;
+        return true;
     }
     if (c->tx_held) {
         filter_verdict_set(v, FILTER_REJECT, c->tx_held_code, c->tx_held_enhanced, "%s",
                            c->tx_held_text);
-        return;
+        return true;
     }
     if (c->trusted || c->authenticated)
-        return;
+        return true;
     bool allowed = sender_allowed(c, ls, spf_pass_domain);
     const struct filter_entry *e;
     if (!allowed && c->sender[0] &&
@@ -878,13 +991,16 @@ static void rcpt_checks(struct filter_conn *c, const struct filter_lists *ls, co
         filter_verdict_set(v, FILTER_REJECT, 554, "5.7.1",
                            "<%.200s>: Sender address rejected: Access denied", c->sender);
         filter_verdict_hit(v, "BLOCK_SENDER", 0, e->text);
-        return;
+        return true;
     }
     if (!c->mx || !fc->greylist_enabled || allowed || !c->addr_ok)
-        return;
+        return true;
     int retry;
     const char *why;
-    int g = filter_greylist_check(c->f, &c->addr, c->sender, rcpt, &retry, &why);
+    int g = nowait ? filter_greylist_try(c->f, &c->addr, c->sender, rcpt, &retry, &why)
+                   : filter_greylist_check(c->f, &c->addr, c->sender, rcpt, &retry, &why);
+    if (g == -2 || (g < 0 && nowait))
+        return false;           /* a write, or store trouble: the pool decides */
     if (g < 0) {
         log_warn(sid_of(c), "event=greylist_unavailable error=\"%s\" action=pass",
                  store_error_text());
@@ -897,20 +1013,37 @@ static void rcpt_checks(struct filter_conn *c, const struct filter_lists *ls, co
     } else {
         log_debug(sid_of(c), "event=greylist_pass rcpt=<%s> why=\"%s\"", rcpt, why);
     }
+    return true;
+}
+
+/* The RCPT stage; nowait as for connect_stage. */
+static bool rcpt_stage(struct filter_conn *c, const char *rcpt, const char *spf_pass_domain,
+                       struct filter_verdict *v, bool nowait)
+{
+    filter_verdict_init(v);
+    struct filter_lists *ls = filter_lists_get(c->f);
+    const struct filter_entry *e = filter_list_match_address(&ls->exceptions, rcpt, true);
+    bool done = true;
+    if (e != NULL)
+        log_info(sid_of(c), "event=filter_exception rcpt=<%s> entry=%s", rcpt, e->text);
+    else
+        done = rcpt_checks(c, ls, rcpt, spf_pass_domain, v, nowait);
+    filter_lists_unref(ls);
+    if (done)
+        log_verdict(c, "rcpt", v);
+    return done;
 }
 
 void filter_rcpt(struct filter_conn *c, const char *rcpt, const char *spf_pass_domain,
                  struct filter_verdict *v)
 {
-    filter_verdict_init(v);
-    struct filter_lists *ls = filter_lists_get(c->f);
-    const struct filter_entry *e = filter_list_match_address(&ls->exceptions, rcpt, true);
-    if (e != NULL)
-        log_info(sid_of(c), "event=filter_exception rcpt=<%s> entry=%s", rcpt, e->text);
-    else
-        rcpt_checks(c, ls, rcpt, spf_pass_domain, v);
-    filter_lists_unref(ls);
-    log_verdict(c, "rcpt", v);
+    rcpt_stage(c, rcpt, spf_pass_domain, v, false);
+}
+
+bool filter_rcpt_try(struct filter_conn *c, const char *rcpt, const char *spf_pass_domain,
+                     struct filter_verdict *v)
+{
+    return rcpt_stage(c, rcpt, spf_pass_domain, v, true);
 }
 
 /* ---- end of DATA ---- */

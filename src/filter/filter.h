@@ -13,6 +13,15 @@
  * store's busy timeout.  filter_conn_new, filter_event, filter_auth and
  * filter_message_write do no I/O and may run on a loop.
  *
+ * Each of the first four stages has a _try form for an event loop: it
+ * runs the whole stage when nothing in it can block -- every DNS answer
+ * it needs is in the engine's cache (DNS lists, FCrDNS, HELO existence,
+ * kept for their TTL), greylisting needs only SQLite reads (a known
+ * triplet, an early retry, an auto-allowed client), lists and rate
+ * counters are in memory -- and returns true with v filled exactly as
+ * the blocking call would fill it.  Otherwise it returns false having
+ * changed nothing, and the caller runs the blocking call on the pool.
+ *
  * A struct filter_conn belongs to one SMTP session and is used by one
  * thread at a time (the session hands it to the pool and waits for the
  * job before touching it again).
@@ -133,6 +142,15 @@ void filter_connect(struct filter_conn *c, struct filter_verdict *v);
 /* HELO/EHLO name: syntax, claims to be us, address literal of another
  * host, a name that does not resolve; RHSBL lists with check = helo. */
 void filter_helo(struct filter_conn *c, const char *helo, struct filter_verdict *v);
+
+/* The stages without blocking (see Threads above): true when done (v
+ * filled, as by the call without _try), false when the stage needs the
+ * pool (nothing changed, v undefined). */
+bool filter_connect_try(struct filter_conn *c, struct filter_verdict *v);
+bool filter_helo_try(struct filter_conn *c, const char *helo, struct filter_verdict *v);
+bool filter_mail_try(struct filter_conn *c, const char *sender, struct filter_verdict *v);
+bool filter_rcpt_try(struct filter_conn *c, const char *rcpt, const char *spf_pass_domain,
+                     struct filter_verdict *v);
 
 /* Observations the session makes itself (postscreen checks).  No I/O. */
 enum filter_event {

@@ -214,6 +214,10 @@ void filter_lookup_free(struct filter_lookup *lk);
  * its timeout passed (timed_out set, status DNS_TEMPFAIL).  A-record
  * answers are cached for their TTL. */
 void filter_lookup_run(struct filter *f, struct filter_lk_req *reqs, int n);
+/* Answers every request from the cache, without I/O: true when all of
+ * them were there (reqs filled as filter_lookup_run would), false when
+ * any was not (reqs left without answers). */
+bool filter_lookup_cached(struct filter *f, struct filter_lk_req *reqs, int n);
 /* Cache statistics, for tests. */
 void filter_lookup_stats(struct filter *f, unsigned long *hits_r, unsigned long *queries_r);
 
@@ -259,6 +263,13 @@ void filter_greylist_sender(const char *sender, char *buf, size_t size);
  * to wait), -1 store trouble (the caller lets the mail pass). */
 int filter_greylist_check(struct filter *f, const struct filter_ip *ip, const char *sender,
                           const char *rcpt, int *retry_r, const char **why_r);
+/* The same check when it needs no write: SQLite reads only (a known
+ * triplet, a retry too early, an auto-allowed client).  As
+ * filter_greylist_check, or -2 when the check would write (a new
+ * triplet, a first pass, an hourly refresh, the expiry sweep): nothing
+ * was changed and the caller runs filter_greylist_check instead. */
+int filter_greylist_try(struct filter *f, const struct filter_ip *ip, const char *sender,
+                        const char *rcpt, int *retry_r, const char **why_r);
 
 /* ---- rate limits (ratelimit.c) ---- */
 

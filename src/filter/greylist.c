@@ -138,6 +138,12 @@ void filter_greylist_sender(const char *sender, char *buf, size_t size)
     snprintf(buf, size, "%s%s%s", local, at ? "@" : "", domain);
 }
 
+static bool greylist_sweep_due(struct filter *f, int64_t now)
+{
+    long long last = atomic_load(&f->greylist_cleaned);
+    return now - last >= GREY_SWEEP || now < last;
+}
+
 /* Deletes expired rows now and then (whichever thread comes first). */
 static void greylist_sweep(struct filter *f, int64_t now)
 {
@@ -154,8 +160,9 @@ static void greylist_sweep(struct filter *f, int64_t now)
         log_info(NULL, "event=greylist_expired rows=%d", n);
 }
 
-int filter_greylist_check(struct filter *f, const struct filter_ip *ip, const char *sender,
-                          const char *rcpt, int *retry_r, const char **why_r)
+/* The check; nowait: return -2 before the first write instead. */
+static int greylist_check(struct filter *f, const struct filter_ip *ip, const char *sender,
+                          const char *rcpt, int *retry_r, const char **why_r, bool nowait)
 {
     const struct filter_config *fc = &f->cfg;
     char net[INET6_ADDRSTRLEN + 8], snd[ADDRESS_MAX], rc[ADDRESS_MAX];
@@ -168,6 +175,8 @@ int filter_greylist_check(struct filter *f, const struct filter_ip *ip, const ch
     str_copy(rc, rcpt ? rcpt : "", sizeof(rc));
     str_lower(rc);
     int64_t now = (int64_t)filter_now(f);
+    if (nowait && greylist_sweep_due(f, now))
+        return -2;
     greylist_sweep(f, now);
 
     if (fc->greylist_auto_allow > 0) {
@@ -187,6 +196,8 @@ int filter_greylist_check(struct filter *f, const struct filter_ip *ip, const ch
     struct filter_grey_entry e = { row.first_seen, row.last_seen, row.count, row.passed };
     bool write;
     enum filter_grey_step step = filter_greylist_step(fc, found == 1, &e, now, &write);
+    if (write && nowait)
+        return -2;
     if (write) {
         row = (struct store_greylist_row){ e.first_seen, e.last_seen, e.count, e.passed };
         if (store_greylist_put(f->store, net, snd, rc, &row) < 0)
@@ -216,4 +227,16 @@ int filter_greylist_check(struct filter *f, const struct filter_ip *ip, const ch
     if (fc->greylist_auto_allow > 0 && store_greylist_client_pass(f->store, net, now) < 0)
         return -1;
     return 0;
+}
+
+int filter_greylist_check(struct filter *f, const struct filter_ip *ip, const char *sender,
+                          const char *rcpt, int *retry_r, const char **why_r)
+{
+    return greylist_check(f, ip, sender, rcpt, retry_r, why_r, false);
+}
+
+int filter_greylist_try(struct filter *f, const struct filter_ip *ip, const char *sender,
+                        const char *rcpt, int *retry_r, const char **why_r)
+{
+    return greylist_check(f, ip, sender, rcpt, retry_r, why_r, true);
 }

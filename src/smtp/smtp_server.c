@@ -919,7 +919,7 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
     }
 }
 
-/* ---- anti-spam stages on the pool ---- */
+/* ---- anti-spam stages: on the loop when they cannot block, else on the pool ---- */
 
 enum smtp_fstage { FSTAGE_CONNECT, FSTAGE_HELO, FSTAGE_MAIL, FSTAGE_RCPT };
 static const char *const fstage_names[] = { "connect", "helo", "mail", "rcpt" };
@@ -942,6 +942,31 @@ static const char *smtp_rcpt_spf(struct smtp_session *s)
     }
     const char *at = strrchr(tx->from.mailbox, '@');
     return tx->spf_pass && at ? at + 1 : NULL;
+}
+
+/* Must the RCPT stage run SPF first (blocking DNS)? */
+static bool smtp_rcpt_spf_pending(struct smtp_session *s)
+{
+    return !s->tx.spf_checked && s->srv->dns != NULL && filter_sender_wants_spf(s->fc);
+}
+
+/* Loop thread: the stage at once when the engine can answer it without
+ * blocking (filter.h, the _try calls); false when it needs the pool. */
+static bool smtp_fstage_try(struct smtp_session *s)
+{
+    switch (s->fstage) {
+    case FSTAGE_CONNECT:
+        return filter_connect_try(s->fc, &s->fv);
+    case FSTAGE_HELO:
+        return filter_helo_try(s->fc, s->helo, &s->fv);
+    case FSTAGE_MAIL:
+        return filter_mail_try(s->fc, s->tx.from.mailbox, &s->fv);
+    case FSTAGE_RCPT:
+        return !smtp_rcpt_spf_pending(s) &&
+               filter_rcpt_try(s->fc, s->tx.rcpts[s->tx.n_rcpts].path.mailbox, smtp_rcpt_spf(s),
+                               &s->fv);
+    }
+    return false;
 }
 
 static void smtp_fstage_work(void *arg)
@@ -972,15 +997,11 @@ static void smtp_greet_cb(evutil_socket_t fd, short what, void *arg)
     smtp_resume(s);
 }
 
-/* Back on the loop with the verdict of a connect, MAIL or RCPT stage. */
-static void smtp_fstage_done(void *arg)
+/* Answers the verdict of a connect, HELO, MAIL or RCPT stage.  True
+ * when the session goes on reading commands; false when it closed or
+ * waits for the greet timer (postscreen's greet_wait). */
+static bool smtp_fstage_apply(struct smtp_session *s)
 {
-    struct smtp_session *s = arg;
-    if (s->dead) {
-        filter_verdict_free(&s->fv);
-        smtp_free(s);
-        return;
-    }
     char reply[320];
     bool ok = s->fv.action == FILTER_ACCEPT;
     bool disconnect = s->fv.disconnect;
@@ -995,19 +1016,22 @@ static void smtp_fstage_done(void *arg)
             s->ehlo_done = s->esmtp = false;
         if (disconnect || s->fstage == FSTAGE_CONNECT) {
             smtp_close_with(s, reply);
-            return;
+            return false;
         }
         smtp_reply(s, "%s", reply);
     } else if (s->fstage == FSTAGE_CONNECT) {
         unsigned wait = filter_greet_wait_ms(s->fc);
         if (wait > 0) {
-            /* postscreen's greet wait: stay in SMTP_S_WAIT, the timer
+            /* postscreen's greet wait: wait in SMTP_S_WAIT, the timer
              * sends the banner (or the pregreet verdict) */
             struct timeval tv = { wait / 1000, (wait % 1000) * 1000 };
             if (s->greet_ev == NULL)
                 s->greet_ev = evtimer_new(s->worker->base, smtp_greet_cb, s);
-            if (s->greet_ev != NULL && evtimer_add(s->greet_ev, &tv) == 0)
-                return;
+            if (s->greet_ev != NULL && evtimer_add(s->greet_ev, &tv) == 0) {
+                smtp_set_state(s, SMTP_S_WAIT);
+                bufferevent_disable(s->bev, EV_READ);
+                return false;
+            }
         }
         smtp_banner(s);
     } else if (s->fstage == FSTAGE_HELO) {
@@ -1018,14 +1042,36 @@ static void smtp_fstage_done(void *arg)
         s->tx.n_rcpts++;
         smtp_reply(s, "250 2.1.5 Ok");
     }
-    smtp_resume(s);
+    return true;
 }
 
-/* Runs a stage on the pool with reading paused; the answer comes from
- * smtp_fstage_done. */
+/* Back on the loop with the verdict of a stage that ran on the pool. */
+static void smtp_fstage_done(void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->dead) {
+        filter_verdict_free(&s->fv);
+        smtp_free(s);
+        return;
+    }
+    if (smtp_fstage_apply(s))
+        smtp_resume(s);
+}
+
+/* Runs a stage: at once on the loop when it cannot block (the session
+ * then goes on with the next command in its input, as for any command
+ * answered at once), else on the pool with reading paused, the answer
+ * coming from smtp_fstage_done.  Both give the same verdict; the loop
+ * saves the two thread hand-offs. */
 static void smtp_fstage_start(struct smtp_session *s, enum smtp_fstage stage)
 {
     s->fstage = stage;
+    if (smtp_fstage_try(s)) {
+        log_debug(s->sid, "event=filter_stage stage=%s run=loop", fstage_names[stage]);
+        smtp_fstage_apply(s);
+        return;
+    }
+    log_debug(s->sid, "event=filter_stage stage=%s run=pool", fstage_names[stage]);
     smtp_set_state(s, SMTP_S_WAIT);
     bufferevent_disable(s->bev, EV_READ);
     pool_submit(s->worker->base, smtp_fstage_work, smtp_fstage_done, s);

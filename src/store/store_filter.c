@@ -3,9 +3,12 @@
  * this file alone and are created lazily: a statement that fails to
  * prepare makes us run the (idempotent) schema once and try again.
  *
- * Statements are prepared per call and finalized at once, so nothing of
- * ours outlives a call on a store connection (the store closes its
- * connections with sqlite3_close, which needs every statement finalized).
+ * Most statements are prepared per call and finalized at once.  The ones
+ * an SMTP session runs for each connection or recipient (the lists
+ * generation, greylist lookups and updates) are kept prepared in the
+ * connection's statement cache (store_conn.xstmt, keyed by the address
+ * of their SQL text, shared with store_imap.c), which the store finalizes
+ * when it closes the connection.
  */
 #include "store/store_filter.h"
 
@@ -59,6 +62,68 @@ static sqlite3_stmt *prepare(struct store *st, struct store_conn **c_r, const ch
         return NULL;
     }
     return s;
+}
+
+/* prepare() for a statement kept in the connection (sql: a static text
+ * of this file; its address is the key).  A statement still running or a
+ * full cache gets a fresh one.  End each use with release(). */
+static sqlite3_stmt *prepare_kept(struct store *st, struct store_conn **c_r, const char *sql)
+{
+    struct store_conn *c = store_conn_get(st);
+    if (c == NULL) {
+        store_fail_again(NULL);
+        return NULL;
+    }
+    *c_r = c;
+    int slot = -1;
+    for (int i = 0; i < STORE_XSTMT_MAX; i++) {
+        if (c->xstmt[i].sql == sql) {
+            if (!sqlite3_stmt_busy(c->xstmt[i].s))
+                return c->xstmt[i].s;
+            break;
+        }
+        if (c->xstmt[i].sql == NULL) {
+            slot = i;
+            break;
+        }
+    }
+    if (slot < 0)
+        return prepare(st, c_r, sql);
+    sqlite3_stmt *s = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) == SQLITE_OK) {
+            c->xstmt[slot].sql = sql;
+            c->xstmt[slot].s = s;
+            return s;
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+        if (attempt == 0 && store_exec(c, filter_schema, NULL) < 0)
+            return NULL;
+    }
+    store_fail_db(c, NULL, "prepare");
+    return NULL;
+}
+
+/* Ends a use of a statement from prepare_kept (or prepare). */
+static void release(struct store_conn *c, sqlite3_stmt *s)
+{
+    for (int i = 0; i < STORE_XSTMT_MAX && c->xstmt[i].sql != NULL; i++)
+        if (c->xstmt[i].s == s) {
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            return;
+        }
+    sqlite3_finalize(s);
+}
+
+/* run() for a statement from prepare_kept. */
+static int run_kept(struct store_conn *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    int r = rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, what);
+    release(c, s);
+    return r;
 }
 
 /* Steps a statement without rows to its end; finalizes it.  0 or -1. */
@@ -169,10 +234,12 @@ int store_filter_list_each(struct store *st, enum store_filter_list list,
     return n;
 }
 
+static const char sql_generation[] = "SELECT value FROM filter_meta WHERE key = 'lists'";
+
 int64_t store_filter_generation(struct store *st)
 {
     struct store_conn *c;
-    sqlite3_stmt *s = prepare(st, &c, "SELECT value FROM filter_meta WHERE key = 'lists'");
+    sqlite3_stmt *s = prepare_kept(st, &c, sql_generation);
     if (s == NULL)
         return -1;
     int64_t gen = 0;
@@ -181,11 +248,24 @@ int64_t store_filter_generation(struct store *st)
         gen = sqlite3_column_int64(s, 0);
     else if (rc != SQLITE_DONE)
         gen = store_fail_db(c, NULL, "filter generation");
-    sqlite3_finalize(s);
+    release(c, s);
     return gen;
 }
 
 /* ---- greylisting ---- */
+
+static const char sql_grey_get[] =
+    "SELECT first_seen, last_seen, count, passed FROM greylist"
+    " WHERE net = ?1 AND sender = ?2 AND rcpt = ?3";
+static const char sql_grey_put[] =
+    "INSERT OR REPLACE INTO greylist(net, sender, rcpt, first_seen,"
+    " last_seen, count, passed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+static const char sql_client_get[] =
+    "SELECT passes FROM greylist_client WHERE net = ?1 AND last_seen >= ?2";
+static const char sql_client_pass[] =
+    "INSERT INTO greylist_client(net, passes, first_pass, last_seen)"
+    " VALUES (?1, 1, ?2, ?2) ON CONFLICT(net) DO UPDATE"
+    " SET passes = passes + 1, last_seen = ?2";
 
 static void bind_triplet(sqlite3_stmt *s, const char *net, const char *sender, const char *rcpt)
 {
@@ -198,9 +278,7 @@ int store_greylist_get(struct store *st, const char *net, const char *sender, co
                        struct store_greylist_row *row)
 {
     struct store_conn *c;
-    sqlite3_stmt *s = prepare(st, &c,
-                              "SELECT first_seen, last_seen, count, passed FROM greylist"
-                              " WHERE net = ?1 AND sender = ?2 AND rcpt = ?3");
+    sqlite3_stmt *s = prepare_kept(st, &c, sql_grey_get);
     if (s == NULL)
         return -1;
     bind_triplet(s, net, sender, rcpt);
@@ -214,7 +292,7 @@ int store_greylist_get(struct store *st, const char *net, const char *sender, co
     } else if (rc != SQLITE_DONE) {
         found = store_fail_db(c, NULL, "greylist");
     }
-    sqlite3_finalize(s);
+    release(c, s);
     return found;
 }
 
@@ -222,9 +300,7 @@ int store_greylist_put(struct store *st, const char *net, const char *sender, co
                        const struct store_greylist_row *row)
 {
     struct store_conn *c;
-    sqlite3_stmt *s = prepare(st, &c,
-                              "INSERT OR REPLACE INTO greylist(net, sender, rcpt, first_seen,"
-                              " last_seen, count, passed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    sqlite3_stmt *s = prepare_kept(st, &c, sql_grey_put);
     if (s == NULL)
         return -1;
     bind_triplet(s, net, sender, rcpt);
@@ -232,15 +308,14 @@ int store_greylist_put(struct store *st, const char *net, const char *sender, co
     sqlite3_bind_int64(s, 5, row->last_seen);
     sqlite3_bind_int64(s, 6, row->count);
     sqlite3_bind_int(s, 7, row->passed ? 1 : 0);
-    return run(c, s, "greylist");
+    return run_kept(c, s, "greylist");
 }
 
 int store_greylist_client_get(struct store *st, const char *net, int64_t since,
                               int64_t *passes_r)
 {
     struct store_conn *c;
-    sqlite3_stmt *s = prepare(st, &c,
-                              "SELECT passes FROM greylist_client WHERE net = ?1 AND last_seen >= ?2");
+    sqlite3_stmt *s = prepare_kept(st, &c, sql_client_get);
     if (s == NULL)
         return -1;
     store_bind_text(s, 1, net);
@@ -251,22 +326,19 @@ int store_greylist_client_get(struct store *st, const char *net, int64_t since,
         *passes_r = sqlite3_column_int64(s, 0);
     else if (rc != SQLITE_DONE)
         r = store_fail_db(c, NULL, "greylist");
-    sqlite3_finalize(s);
+    release(c, s);
     return r;
 }
 
 int store_greylist_client_pass(struct store *st, const char *net, int64_t now)
 {
     struct store_conn *c;
-    sqlite3_stmt *s = prepare(st, &c,
-                              "INSERT INTO greylist_client(net, passes, first_pass, last_seen)"
-                              " VALUES (?1, 1, ?2, ?2) ON CONFLICT(net) DO UPDATE"
-                              " SET passes = passes + 1, last_seen = ?2");
+    sqlite3_stmt *s = prepare_kept(st, &c, sql_client_pass);
     if (s == NULL)
         return -1;
     store_bind_text(s, 1, net);
     sqlite3_bind_int64(s, 2, now);
-    return run(c, s, "greylist");
+    return run_kept(c, s, "greylist");
 }
 
 int store_greylist_expire(struct store *st, int64_t pending_before, int64_t passed_before)

@@ -16,6 +16,7 @@ when it is stopped.
 """
 import base64
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -311,6 +312,92 @@ def test_dnswl_skips_greylisting(mx):
     # a neighbour that is not listed is greylisted
     assert attempt(mx, "127.0.12.7", "first@whitelisted.example", ALICE)[:2] == ("rcpt", 451)
     assert len(mx.find(ALICE, tok)) == 1
+
+
+# ---- stages on the loop (answers from the caches) and on the pool
+
+VERDICT_RE = re.compile(r"event=filter stage=(\w+) ip=\S+ action=(\w+) code=(\d+) "
+                        r"score=(\S+) rules=(\S+)")
+RUN_RE = re.compile(r"event=filter_stage stage=(\w+) run=(\w+)")
+
+
+def log_since(srv, offset):
+    with open(srv.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def session_log(srv, fn):
+    """Runs fn() and returns (its result, {stage: run}, {stage: verdict})
+    from the log lines it caused (one session at a time)."""
+    off = os.path.getsize(srv.log_path)
+    result = fn()
+    text = wait_for(lambda: (lambda t: t if "event=close" in t else None)(log_since(srv, off)))
+    assert text, "the session was not logged"
+    runs = dict(RUN_RE.findall(text))
+    verdicts = {m[0]: m[1:] for m in VERDICT_RE.findall(text)}
+    return result, runs, verdicts
+
+
+def test_cached_stages_run_on_the_loop_with_the_same_verdicts(make_server, nsd):
+    cfg = filter_config(nsd.port, postscreen={"fcrdns": "score 1", "helo": "score 1"})
+    cfg["dnsbl rhs"]["check"] = "sender, helo, from"
+    srv = make_server(cfg)
+
+    # a DNSBL-listed client: the pool asks DNS, the second connection is
+    # answered from the cache on the loop, with the same rejection
+    def banner():
+        r = raw_from(srv, "127.0.11.11")
+        b = r.read_banner()
+        assert r.is_closed()
+        return (b.code, b.enhanced, b.text)
+    first, runs1, v1 = session_log(srv, banner)
+    again, runs2, v2 = session_log(srv, banner)
+    assert first[:2] == (554, "5.7.1") and "bl.test" in first[2], first
+    assert (runs1["connect"], runs2["connect"]) == ("pool", "loop")
+    assert again == first and v2["connect"] == v1["connect"], (v1, v2)
+    assert "DNSBL_BL" in v1["connect"][3]
+
+    # a scored client (DNSBL sc.test, no PTR, unknown HELO name, RHSBL
+    # sender): a new triplet, its first pass, then a known triplet
+    ip, sender = "127.0.13.13", "offers@spam-domain.test"
+    # 6 + 1 + 1 + 6 = 14: Junk, under reject_score (15)
+    msg = lambda tok: ("From: <%s>\r\nTo: %s\r\nSubject: %s\r\n"
+                       "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+                       "Message-ID: <%s@spam-domain.test>\r\n\r\nBuy now.\r\n"
+                       % (sender, ALICE, tok, tok)).encode()
+    new, runs_a, va = session_log(srv, lambda: attempt(srv, ip, sender, ALICE))
+    assert new[:2] == ("rcpt", 451), new
+    assert all(runs_a[st] == "pool" for st in ("connect", "helo", "mail", "rcpt")), runs_a
+    time.sleep(MIN_DELAY + 0.3)
+    tok_b, tok_c = token("pool"), token("loop")
+    first_pass, runs_b, vb = session_log(srv, lambda: attempt(srv, ip, sender, ALICE, msg(tok_b)))
+    assert first_pass[:2] == ("data", 250), first_pass
+    assert runs_b == {"connect": "loop", "helo": "loop", "mail": "loop", "rcpt": "pool"}, runs_b
+    known, runs_c, vc = session_log(srv, lambda: attempt(srv, ip, sender, ALICE, msg(tok_c)))
+    assert known[:2] == ("data", 250), known
+    assert all(runs_c[st] == "loop" for st in ("connect", "helo", "mail", "rcpt")), runs_c
+    for st in ("connect", "helo", "mail"):
+        assert va[st] == vb[st] == vc[st], (st, va, vb, vc)
+    assert vb["rcpt"] == vc["rcpt"] and vb["message"] == vc["message"], (vb, vc)
+    for rule in ("DNSBL_SC", "FCRDNS_FAIL", "HELO_UNKNOWN_NAME", "RHSBL_RHS"):
+        assert rule in va["connect"][3] + va["helo"][3] + va["mail"][3], (rule, va)
+    # and the stored copies carry the same score and report
+    reports = []
+    for tok in (tok_b, tok_c):
+        m = wait_for(lambda: srv.find(ALICE, tok, mailbox="Junk"))
+        assert len(m) == 1, "not filed into Junk"
+        reports.append((header_values(m[0], "X-Spam-Score"),
+                        re.sub(r"\s+", " ", header_values(m[0], "X-Spam-Report")[0])))
+    assert reports[0] == reports[1], reports
+
+    # a retry before min_delay is greylisted from the loop (a read only)
+    other = "early@spam-domain.test"
+    _, runs_d, vd = session_log(srv, lambda: attempt(srv, ip, other, ALICE))
+    again, runs_e, ve = session_log(srv, lambda: attempt(srv, ip, other, ALICE))
+    assert again[:2] == ("rcpt", 451), again
+    assert (runs_d["rcpt"], runs_e["rcpt"]) == ("pool", "loop")
+    assert vd["rcpt"][:2] == ve["rcpt"][:2] == ("tempfail", "451")
 
 
 # ---- scoring and Junk

@@ -889,13 +889,16 @@ static void test_connect_dns(void)
     CHECK_EQ_STR(c->ptr, "mail.good.test");
     filter_conn_free(c);
 
-    /* answers are cached: the same lists again cost no list queries */
+    /* answers are cached: the same lists and FCrDNS again cost no queries */
     unsigned long hits0, q0, hits1, q1;
     filter_lookup_stats(f, &hits0, &q0);
+    int fq0 = atomic_load(&fake_queries);
     c = filter_conn_new(f, "192.0.2.1", true, NULL);
     filter_connect(c, &v);
     filter_lookup_stats(f, &hits1, &q1);
-    CHECK_EQ_INT(hits1 - hits0, 4);
+    CHECK_EQ_INT(hits1 - hits0, 5);                 /* 4 lists + FCrDNS */
+    CHECK_EQ_INT(atomic_load(&fake_queries) - fq0, 0);
+    CHECK_EQ_STR(c->ptr, "mail.good.test");
     CHECK(has_rule(&v, "DNSBL_BL"));
     filter_conn_free(c);
 
@@ -980,6 +983,106 @@ static void test_connect_dns(void)
     filter_connect(c, &v);
     CHECK_EQ_INT(v.action, FILTER_REJECT);
     CHECK_EQ_STR(v.enhanced, "5.7.25");
+    filter_conn_free(c);
+    filter_free(f);
+}
+
+/* Two verdicts of a stage say the same: action, reply, score, rules. */
+static bool same_verdict(const struct filter_verdict *a, const struct filter_verdict *b)
+{
+    if (a->action != b->action || a->code != b->code || a->disconnect != b->disconnect ||
+        strcmp(a->enhanced, b->enhanced) != 0 || strcmp(a->text, b->text) != 0 ||
+        a->score != b->score || a->n_rules != b->n_rules)
+        return false;
+    for (int i = 0; i < a->n_rules; i++)
+        if (strcmp(a->rules[i].name, b->rules[i].name) != 0 ||
+            strcmp(a->rules[i].detail, b->rules[i].detail) != 0 ||
+            a->rules[i].score != b->rules[i].score)
+            return false;
+    return true;
+}
+
+/* The _try stages: with nothing cached they change nothing and ask for
+ * the pool; once the blocking stages have filled the caches they answer
+ * alone, with the verdicts of the blocking stages. */
+static void test_try_stages(void)
+{
+    struct filter_config fc;
+    filter_config_defaults(&fc);
+    cfg_set(&fc, "greylist", "auto_allow_after", "0");
+    cfg_set(&fc, "dnsbl bl", "zone", "bl.test");
+    cfg_set(&fc, "dnsbl bl", "weight", "2.5");
+    cfg_set(&fc, "dnsbl dbl", "zone", "dbl.test");
+    cfg_set(&fc, "dnsbl dbl", "type", "domain");
+    cfg_set(&fc, "dnsbl dbl", "check", "sender, helo");
+    cfg_set(&fc, "postscreen", "fcrdns", "score 1");
+    cfg_set(&fc, "postscreen", "helo", "score 1");
+    struct filter *f = make_filter(&fc);
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    test_time = 1710000000;
+    struct filter_verdict pool[4], loop[4];
+    const char *ip = "192.0.2.2", *helo = "helo.good.test", *sender = "x@spammer.test",
+               *rcpt = "try@example.org";
+
+    /* nothing cached: every DNS stage needs the pool and changes nothing */
+    struct filter_conn *c = filter_conn_new(f, ip, true, "try1");
+    int q0 = atomic_load(&fake_queries);
+    CHECK(!filter_connect_try(c, &loop[0]));
+    CHECK(!filter_helo_try(c, helo, &loop[1]));
+    CHECK(!filter_mail_try(c, sender, &loop[2]));
+    CHECK_EQ_INT(atomic_load(&fake_queries) - q0, 0);
+    CHECK_EQ_INT(c->n_hits + c->n_helo_hits + c->n_tx_hits, 0);
+    CHECK_EQ_STR(c->helo, "");
+    CHECK_EQ_STR(c->sender, "");
+    filter_connect(c, &pool[0]);
+    filter_helo(c, helo, &pool[1]);
+    filter_mail(c, sender, &pool[2]);
+    /* a new triplet needs a write: the pool; nothing is stored by the try */
+    CHECK(!filter_rcpt_try(c, rcpt, NULL, &loop[3]));
+    struct store_greylist_row row;
+    CHECK_EQ_INT(store_greylist_get(test_store, "192.0.2.0/24", "x@spammer.test", rcpt, &row), 0);
+    filter_rcpt(c, rcpt, NULL, &pool[3]);
+    CHECK_EQ_INT(pool[3].action, FILTER_TEMPFAIL);
+    CHECK(has_rule(&pool[0], "FCRDNS_FAIL"));
+    CHECK(has_rule(&pool[1], "RHSBL_DBL") || has_rule(&pool[2], "RHSBL_DBL"));
+    filter_conn_free(c);
+
+    /* everything cached: the same verdicts without the pool; the early
+     * retry is a read only */
+    test_time += 10;
+    c = filter_conn_new(f, ip, true, "try2");
+    q0 = atomic_load(&fake_queries);
+    CHECK(filter_connect_try(c, &loop[0]));
+    CHECK(filter_helo_try(c, helo, &loop[1]));
+    CHECK(filter_mail_try(c, sender, &loop[2]));
+    CHECK(filter_rcpt_try(c, rcpt, NULL, &loop[3]));
+    CHECK_EQ_INT(atomic_load(&fake_queries) - q0, 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(same_verdict(&pool[i], &loop[i]) || i == 3);
+    CHECK_EQ_INT(loop[3].action, FILTER_TEMPFAIL);
+    CHECK(strstr(loop[3].text, "290 seconds") != NULL);
+    CHECK_EQ_STR(c->ptr, "");
+    CHECK_EQ_INT(c->n_hits, 1);
+    filter_conn_free(c);
+
+    /* the first pass writes (pool); then the known triplet is a read */
+    test_time += 300;
+    c = filter_conn_new(f, ip, true, "try3");
+    CHECK(filter_connect_try(c, &loop[0]));
+    CHECK(filter_mail_try(c, sender, &loop[2]));
+    CHECK(!filter_rcpt_try(c, rcpt, NULL, &loop[3]));
+    filter_rcpt(c, rcpt, NULL, &pool[3]);
+    CHECK_EQ_INT(pool[3].action, FILTER_ACCEPT);
+    CHECK(filter_rcpt_try(c, rcpt, NULL, &loop[3]));
+    CHECK(same_verdict(&pool[3], &loop[3]));
+    filter_conn_free(c);
+
+    /* a cached answer past its TTL is not used */
+    test_time += 3600;
+    c = filter_conn_new(f, ip, true, "try4");
+    CHECK(!filter_connect_try(c, &loop[0]));
     filter_conn_free(c);
     filter_free(f);
 }
@@ -1575,6 +1678,7 @@ int main(void)
     RUN(test_auth_failures_and_greet_wait);
     RUN(test_connect_dns);
     RUN(test_helo);
+    RUN(test_try_stages);
     RUN(test_lists_engine);
     RUN(test_postscreen_events);
     RUN(test_scoring);

@@ -33,6 +33,7 @@
 struct dns_resolver {
     struct ub_ctx *ctx;
     unsigned timeout_ms;
+    struct dns_cache *cache;      /* answers kept per TTL (dns_cache.c) */
     pthread_t thread;
     int stop[2];                  /* a write wakes the dispatcher to exit */
 };
@@ -181,6 +182,10 @@ struct dns_resolver *dns_resolver_new(const struct dns_options *opt, const char 
     r->stop[0] = r->stop[1] = -1;
     if ((r->ctx = dns_ub_ctx_new(opt, error_r)) == NULL)
         goto fail;
+    if ((r->cache = dns_cache_new(DNS_CACHE_ENTRIES)) == NULL) {
+        *error_r = "out of memory";
+        goto fail;
+    }
     if (pipe(r->stop) < 0) {
         *error_r = "pipe failed";
         goto fail;
@@ -197,6 +202,7 @@ fail:
     }
     if (r->ctx)
         ub_ctx_delete(r->ctx);
+    dns_cache_free(r->cache);
     free(r);
     return NULL;
 }
@@ -212,7 +218,14 @@ void dns_resolver_free(struct dns_resolver *r)
     close(r->stop[0]);
     close(r->stop[1]);
     ub_ctx_delete(r->ctx);
+    dns_cache_free(r->cache);
     free(r);
+}
+
+void dns_resolver_cache_stats(struct dns_resolver *r, uint64_t *hits, uint64_t *misses)
+{
+    size_t entries;
+    dns_cache_stats(r->cache, hits, misses, &entries);
 }
 
 static struct waiter *waiter_new(void)
@@ -292,6 +305,8 @@ enum dns_status dns_query(struct dns_resolver *r, const char *name, uint16_t typ
         dns_result_fail(res, DNS_BADNAME, "malformed name");
         return res->status;
     }
+    if (dns_cache_get(r->cache, name, type, now_mono_ms(), res))
+        return res->status;
     struct waiter *w = waiter_new();
     if (w == NULL) {
         dns_result_fail(res, DNS_TEMPFAIL, "out of memory");
@@ -312,6 +327,15 @@ enum dns_status dns_query(struct dns_resolver *r, const char *name, uint16_t typ
         return res->status;
     }
     dns_result_from_ub(res, type, w->err, w->res);
+    if (w->err == 0 && w->res != NULL) {
+        struct ub_result *ub = w->res;
+        struct dns_cache_answer a = {
+            .rcode = ub->rcode, .nxdomain = ub->nxdomain != 0, .secure = ub->secure != 0,
+            .bogus = ub->bogus != 0, .ttl = ub->ttl > 0 ? (uint32_t)ub->ttl : 0,
+            .canon = ub->canonname, .data = (const unsigned char *const *)ub->data, .len = ub->len,
+        };
+        dns_cache_put(r->cache, name, type, now_mono_ms(), &a);
+    }
     waiter_release(w, 1);
     return res->status;
 }

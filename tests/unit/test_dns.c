@@ -15,6 +15,7 @@
 
 #include "core/util.h"
 #include "dns/dns.h"
+#include "dns/dns_int.h"
 #include "unit.h"
 
 /* ---- helpers without I/O ---- */
@@ -162,6 +163,80 @@ static void test_mx_sort(void)
     /* Equal preferences come in both orders (p of failing: 2^-199). */
     CHECK(first_b > 0 && first_b < 200);
     dns_mx_sort(NULL, 0);
+}
+
+/* ---- the answer cache ---- */
+
+static void test_cache(void)
+{
+    struct dns_cache *c = dns_cache_new(3);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    struct dns_result res;
+    static const unsigned char txt1[] = "\x0bv=spf1 -all";
+    static const unsigned char txt2[] = "\x05hello";
+    const unsigned char *data[] = { txt1, txt2, NULL };
+    const int len[] = { 12, 6 };
+    struct dns_cache_answer a = { .rcode = 0, .ttl = 2, .canon = "txt.test.", .data = data, .len = len };
+    CHECK(!dns_cache_get(c, "txt.test", DNS_T_TXT, 1000, &res));
+    dns_cache_put(c, "Txt.Test", DNS_T_TXT, 1000, &a);
+    /* a hit decodes exactly what was stored, whatever the case asked */
+    CHECK(dns_cache_get(c, "TXT.test", DNS_T_TXT, 1500, &res));
+    CHECK_EQ_INT(res.status, DNS_OK);
+    CHECK_EQ_INT(res.n, 2);
+    CHECK_EQ_STR(res.n == 2 ? res.rr[0].text : "", "v=spf1 -all");
+    CHECK_EQ_STR(res.n == 2 ? res.rr[1].text : "", "hello");
+    CHECK_EQ_STR(res.canon, "txt.test.");
+    CHECK_EQ_INT(res.ttl, 2);                 /* 1.5 s left, rounded up */
+    dns_result_free(&res);
+    CHECK(!dns_cache_get(c, "txt.test", DNS_T_A, 1500, &res));   /* other type */
+    CHECK(!dns_cache_get(c, "txt.test", DNS_T_TXT, 3000, &res)); /* expired */
+    CHECK(!dns_cache_get(c, "txt.test", DNS_T_TXT, 1500, &res)); /* and dropped */
+
+    /* failures and TTL 0 are never kept; NXDOMAIN and NODATA are */
+    struct dns_cache_answer fail = { .rcode = 2, .ttl = 60 };
+    dns_cache_put(c, "servfail.test", DNS_T_A, 1000, &fail);
+    CHECK(!dns_cache_get(c, "servfail.test", DNS_T_A, 1000, &res));
+    struct dns_cache_answer zero = a;
+    zero.ttl = 0;
+    dns_cache_put(c, "zero.test", DNS_T_TXT, 1000, &zero);
+    CHECK(!dns_cache_get(c, "zero.test", DNS_T_TXT, 1000, &res));
+    struct dns_cache_answer nx = { .rcode = 3, .nxdomain = true, .ttl = 30 };
+    dns_cache_put(c, "nx.test", DNS_T_A, 1000, &nx);
+    CHECK(dns_cache_get(c, "nx.test", DNS_T_A, 1000, &res));
+    CHECK_EQ_INT(res.status, DNS_NXDOMAIN);
+    dns_result_free(&res);
+    const unsigned char *none[] = { NULL };
+    struct dns_cache_answer nodata = { .rcode = 0, .ttl = 30, .data = none, .len = len };
+    dns_cache_put(c, "none.test", DNS_T_A, 1000, &nodata);
+    CHECK(dns_cache_get(c, "none.test", DNS_T_A, 1000, &res));
+    CHECK_EQ_INT(res.status, DNS_NODATA);
+    dns_result_free(&res);
+
+    /* TTLs are capped */
+    struct dns_cache_answer longer = a;
+    longer.ttl = 86400;
+    dns_cache_put(c, "long.test", DNS_T_TXT, 1000, &longer);
+    CHECK(dns_cache_get(c, "long.test", DNS_T_TXT, 1000, &res));
+    CHECK_EQ_INT(res.ttl, DNS_CACHE_TTL_MAX);
+    dns_result_free(&res);
+    /* bounded: three entries were live, the oldest (nx.test) went first */
+    dns_cache_put(c, "fourth.test", DNS_T_TXT, 1000, &a);
+    uint64_t hits, misses;
+    size_t entries;
+    dns_cache_stats(c, &hits, &misses, &entries);
+    CHECK_EQ_INT(entries, 3);
+    CHECK(!dns_cache_get(c, "nx.test", DNS_T_A, 1000, &res));
+    CHECK(dns_cache_get(c, "fourth.test", DNS_T_TXT, 1000, &res));
+    dns_result_free(&res);
+    /* a second answer for the same question replaces the first */
+    dns_cache_put(c, "fourth.test", DNS_T_TXT, 1000, &nx);
+    CHECK(dns_cache_get(c, "fourth.test", DNS_T_TXT, 1000, &res));
+    CHECK_EQ_INT(res.status, DNS_NXDOMAIN);
+    dns_cache_stats(c, &hits, &misses, &entries);
+    CHECK_EQ_INT(entries, 3);
+    dns_cache_free(c);
 }
 
 /* ---- a tiny DNS server ---- */
@@ -422,6 +497,16 @@ static void test_sync(struct dns_resolver *r)
     CHECK_EQ_STR(res.rr[0].text, "v=spf1 -all");
     CHECK_EQ_STR(res.rr[1].text, "hello");
     dns_result_free(&res);
+    /* asked again: answered from the resolver's cache, the same records */
+    uint64_t hits0, hits1, misses;
+    dns_resolver_cache_stats(r, &hits0, &misses);
+    CHECK_EQ_INT(dns_query(r, "TXT.test", DNS_T_TXT, &res), DNS_OK);
+    dns_resolver_cache_stats(r, &hits1, &misses);
+    CHECK_EQ_INT(hits1, hits0 + 1);
+    CHECK_EQ_INT(res.n, 2);
+    CHECK_EQ_STR(res.n == 2 ? res.rr[1].text : "", "hello");
+    CHECK(res.ttl > 0 && res.ttl <= 60);
+    dns_result_free(&res);
     CHECK_EQ_INT(dns_query(r, "nx.test", DNS_T_A, &res), DNS_NXDOMAIN);
     CHECK_EQ_INT(res.rcode, 3);
     CHECK_EQ_INT(dns_query(r, "none.test", DNS_T_A, &res), DNS_NODATA);
@@ -608,6 +693,7 @@ int main(void)
     RUN(test_addrs);
     RUN(test_rdata);
     RUN(test_mx_sort);
+    RUN(test_cache);
     server_start();
     struct dns_options opt;
     const char *err = NULL;

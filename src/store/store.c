@@ -228,6 +228,11 @@ void store_set_no_sync(struct store *st)
     log_info(NULL, "event=store_no_sync msg=\"messages are not fsynced (capture mode)\"");
 }
 
+int store_set_file_pool(struct store *st)
+{
+    return store_pool_start(st);
+}
+
 static void conn_link(struct store *st, struct store_conn *c)
 {
     pthread_mutex_lock(&st->conn_lock);
@@ -703,6 +708,7 @@ void store_close(struct store *st)
     if (st == NULL)
         return;
     store_commit_thread_stop(st);
+    store_pool_stop(st);
     store_free(st);
 }
 

@@ -38,6 +38,12 @@ void store_close(struct store *st);
  * everything, a power cut may lose the last seconds).  Call right after
  * store_open, before other threads use the store. */
 void store_set_no_sync(struct store *st);
+/* Lets a thread create message files ahead of need (store_pool.c), so a
+ * transaction finds its file made and its directory entry durable.  For
+ * the long-running server; files not taken are removed by store_close.
+ * 0, or -1 when the thread cannot start (transactions then make their
+ * own files, as without it). */
+int store_set_file_pool(struct store *st);
 
 /* ---- domains ---- */
 int store_domain_add(struct store *st, const char *domain, const char **error_r);

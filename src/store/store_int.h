@@ -27,6 +27,7 @@
 #define STORE_RESOLVE_SEEN_MAX 256    /* addresses expanded per resolution */
 #define STORE_ALIAS_DESTS_MAX 1024    /* destinations read per alias source */
 #define STORE_RELPATH_MAX 128         /* "mail/<id>/<txid>.<n>" and the like */
+#define STORE_ID_LEN      16          /* hex digits of a message/queue id */
 #define STORE_SYNC_THREADS 16         /* transactions fsynced in parallel */
 
 /* Prepared statements cached per connection; SQL text in store.c. */
@@ -92,7 +93,21 @@ struct store {
     bool indexing;                    /* a thread is committing the index (q_lock) */
     struct store_conn *wconn;         /* the index thread's connection */
     uint64_t n_batches, n_committed;  /* statistics, index thread only */
+    struct store_pool *pool;          /* files made ahead (store_pool.c), or NULL */
 };
+
+/* ---- message files made ahead (store_pool.c) ---- */
+struct store_pool;
+/* Starts the filler thread (idempotent).  0 or -1. */
+int store_pool_start(struct store *st);
+/* Stops it and removes every file not taken. */
+void store_pool_stop(struct store *st);
+/* An open, empty file dir/<id> whose directory entry is already durable,
+ * its id (STORE_ID_LEN hex digits) in id_out; -1 when none is ready (the
+ * caller makes its own; the pool is topped up meanwhile) or no pool runs.
+ * account_id > 0 lets the filler create mail/<account_id> when missing. */
+int store_pool_take(struct store *st, const char *dir, int64_t account_id, char *id_out);
+void store_pool_stats(struct store *st, uint64_t *taken, uint64_t *missed);
 
 /* ---- errors (store.c): thread-local last error ---- */
 /* Records an error of kind and points *error_r (if not NULL) at its text.

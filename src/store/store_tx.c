@@ -83,6 +83,7 @@ struct store_tx {
     int fd;                           /* the file store_tx_write fills */
     char spool[STORE_RELPATH_MAX];
     bool spool_created;
+    bool spool_dir_synced;            /* from the pool: its entry is durable */
     uint64_t prefix_len, data_len;   /* data starts at prefix_len in the spool */
     char *buf;
     size_t buf_len;
@@ -227,13 +228,20 @@ static int tx_open_spool(struct store_tx *tx, const char **error_r)
 {
     struct store *st = tx->st;
     tx->kind = tx->n_remotes > 0 ? TX_QUEUE : TX_LOCAL;
+    char dir[STORE_RELPATH_MAX - STORE_ID_LEN - 8];
+    if (tx->kind == TX_LOCAL)
+        snprintf(dir, sizeof(dir), "mail/%lld", (long long)tx->copies[0].account_id);
+    else
+        str_copy(dir, "queue", sizeof(dir));
+    tx->fd = store_pool_take(st, dir, tx->kind == TX_LOCAL ? tx->copies[0].account_id : 0, tx->id);
+    if (tx->fd >= 0) {
+        snprintf(tx->spool, sizeof(tx->spool), "%s/%s", dir, tx->id);
+        tx->spool_created = tx->spool_dir_synced = true;
+        return 0;
+    }
     for (int attempt = 0; attempt < 8; attempt++) {
-        random_hex(tx->id, 16);
-        if (tx->kind == TX_LOCAL)
-            snprintf(tx->spool, sizeof(tx->spool), "mail/%lld/%s",
-                     (long long)tx->copies[0].account_id, tx->id);
-        else
-            snprintf(tx->spool, sizeof(tx->spool), "queue/%s", tx->id);
+        random_hex(tx->id, STORE_ID_LEN);
+        snprintf(tx->spool, sizeof(tx->spool), "%s/%s", dir, tx->id);
         tx->fd = openat(st->dir_fd, tx->spool, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (tx->fd >= 0) {
             tx->spool_created = true;
@@ -477,7 +485,7 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
         return -1;
     }
     if (!st->use_syncfs && !atomic_load(&st->no_sync)) {
-        if (fdatasync(tx->fd) < 0 || dirset_add(dirs, tx->spool) < 0) {
+        if (fdatasync(tx->fd) < 0 || (!tx->spool_dir_synced && dirset_add(dirs, tx->spool) < 0)) {
             tx_fail(tx, "%s: %s", tx->spool, strerror(errno));
             return -1;
         }

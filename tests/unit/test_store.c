@@ -23,6 +23,7 @@
 
 #include "core/util.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "unit.h"
 
 static char dir[256];
@@ -827,6 +828,58 @@ static void test_syncfs_mode(void)
     }
 }
 
+/* Files made ahead: transactions take them, their content is exactly what
+ * was written, and nothing untaken is left behind by a clean close. */
+static void test_file_pool(void)
+{
+    char sub[300];
+    snprintf(sub, sizeof(sub), "%s/pool", dir);
+    struct store *st = open_store(sub);
+    if (!st)
+        return;
+    CHECK_EQ_INT(store_set_file_pool(st), 0);
+    const char *err = NULL;
+    CHECK_EQ_INT(store_user_add(st, "p@pool.test", "pw", &err), 0);
+    int64_t id = store_user_lookup(st, "p@pool.test");
+    char rel[300], full[400];
+    snprintf(rel, sizeof(rel), "pool/mail/%lld", (long long)id);
+    const char *r[] = { "p@pool.test", "far@remote.test" };
+    CHECK_EQ_INT(deliver(st, "s@remote.test", r, 1, NULL, msg1, strlen(msg1), 100, NULL), 0);
+    /* the first one asked the filler for a batch: wait for it */
+    for (int i = 0; i < 200 && count_files(rel) < 3; i++)
+        usleep(10000);
+    CHECK(count_files(rel) >= 3);
+    char ids[40][32];
+    for (int i = 0; i < 40; i++) {
+        char data[200];
+        snprintf(data, sizeof(data), "Subject: pool %d\r\n\r\nbody %d\r\n", i, i);
+        CHECK_EQ_INT(deliver(st, "s@remote.test", r, i % 10 == 9 ? 2 : 1, NULL, data, strlen(data),
+                             7, ids[i]), 0);
+    }
+    uint64_t taken = 0, missed = 0;
+    store_pool_stats(st, &taken, &missed);
+    CHECK(taken >= 10);
+    CHECK(taken + missed >= 41);
+    struct store_mailbox_status s = mbox_status(st, "p@pool.test", "INBOX", NULL);
+    CHECK_EQ_INT(s.messages, 41);
+    for (int i = 0; i < 40; i++) {
+        char *m = fetch(st, "p@pool.test", "INBOX", (uint32_t)(i + 2));
+        char want[64];
+        snprintf(want, sizeof(want), "Subject: pool %d\r\n\r\nbody %d\r\n", i, i);
+        CHECK(m != NULL && strstr(m, "Delivered-To: p@pool.test\r\n") != NULL &&
+              strstr(m, want) != NULL);
+        free(m);
+    }
+    int n = 0;
+    CHECK_EQ_INT(store_queue_list(st, queue_count_fn, &n), 4);
+    store_close(st);
+    /* a clean close removed every file no message took */
+    CHECK_EQ_INT(count_files(rel), 41);
+    CHECK_EQ_INT(count_files("pool/queue"), 4);
+    snprintf(full, sizeof(full), "%s/pool/store.dirty", dir);
+    CHECK(access(full, F_OK) != 0);
+}
+
 /* Not a test: 20 submitters, single-recipient 5 KB messages. */
 static void bench(void)
 {
@@ -867,6 +920,7 @@ int main(void)
     RUN(test_reopen_and_cleanup);
     RUN(test_queue);
     RUN(test_syncfs_mode);
+    RUN(test_file_pool);
     if (getenv("POSTEL_STORE_BENCH") != NULL)
         bench();
     rm_rf(dir);

@@ -603,6 +603,7 @@ static struct store *store_alloc(const char *data_dir)
     st->lock_fd = -1;
     st->pending_tail = &st->pending;
     st->synced_tail = &st->synced;
+    st->dmarc_tail = &st->dmarc_q;
     pthread_mutex_init(&st->conn_lock, NULL);
     pthread_mutex_init(&st->start_lock, NULL);
     pthread_mutex_init(&st->q_lock, NULL);
@@ -709,6 +710,8 @@ void store_close(struct store *st)
         return;
     store_commit_thread_stop(st);
     store_pool_stop(st);
+    if (st->dmarc_q != NULL)
+        store_dmarc_flush(st); /* rows the index thread had not written */
     store_free(st);
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "store/store_int.h"
 
@@ -42,13 +43,11 @@ static const char dmarc_schema[] =
     "  created INTEGER NOT NULL,"
     "  PRIMARY KEY (domain, begin));";
 
-/* Prepares sql on the calling thread's connection, creating the tables
- * when they are missing.  NULL on error (recorded). */
-static sqlite3_stmt *prepare(struct store *st, struct store_conn **c_r, const char *sql)
+/* Prepares sql on connection c, creating the tables when they are
+ * missing.  NULL on error (recorded). */
+static sqlite3_stmt *prepare_on(struct store_conn *c, const char *sql)
 {
-    struct store_conn *c = store_conn_get(st);
     sqlite3_stmt *s = NULL;
-    *c_r = c;
     if (c == NULL)
         return NULL;
     if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) == SQLITE_OK)
@@ -56,10 +55,19 @@ static sqlite3_stmt *prepare(struct store *st, struct store_conn **c_r, const ch
     if (store_exec(c, dmarc_schema, NULL) < 0)
         return NULL;
     if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
-        store_fail_db(c, NULL, "dmarc prepare");
+        store_fail_db(c, NULL, "dmarc");
+        sqlite3_finalize(s);
         return NULL;
     }
     return s;
+}
+
+/* The same on the calling thread's connection. */
+static sqlite3_stmt *prepare(struct store *st, struct store_conn **c_r, const char *sql)
+{
+    struct store_conn *c = store_conn_get(st);
+    *c_r = c;
+    return prepare_on(c, sql);
 }
 
 /* Steps a statement without results and finalizes it.  0 or -1. */
@@ -71,24 +79,154 @@ static int run_done(struct store_conn *c, sqlite3_stmt *s, const char **error_r)
     return out;
 }
 
+/* ---- per-message rows, written behind ----
+ *
+ * A row per received message with a DMARC record would be a write
+ * transaction of its own (and a WAL fsync) on the path of every message,
+ * contending for the write lock with the group commit.  Rows are queued
+ * instead and written by the store's index thread inside its next batch
+ * transaction, or on their own once DMARC_PENDING_MS passed without one.
+ * Readers (the report windows) and store_close write what is queued first.
+ * Without the commit threads (CLI), or past DMARC_PENDING_MAX queued rows,
+ * the caller writes at once. */
+
+#define DMARC_PENDING_MAX 10000
+#define N_TEXT 13
+
+struct store_dmarc_pending {
+    struct store_dmarc_pending *next;
+    int64_t time;
+    char *text[N_TEXT];
+};
+
+static void pending_free(struct store_dmarc_pending *p)
+{
+    while (p != NULL) {
+        struct store_dmarc_pending *next = p->next;
+        for (int i = 0; i < N_TEXT; i++)
+            free(p->text[i]);
+        free(p);
+        p = next;
+    }
+}
+
+static struct store_dmarc_pending *pending_new(const struct store_dmarc_row *row)
+{
+    struct store_dmarc_pending *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    const char *text[N_TEXT] = { row->policy_domain, row->header_from, row->source_ip,
+                                 row->envelope_from, row->disposition, row->dkim_eval,
+                                 row->spf_eval, row->reason, row->dkim_auth, row->spf_domain,
+                                 row->spf_scope, row->spf_result, row->record };
+    p->time = row->time;
+    for (int i = 0; i < N_TEXT; i++)
+        if ((p->text[i] = strdup(text[i] ? text[i] : "")) == NULL) {
+            pending_free(p);
+            return NULL;
+        }
+    return p;
+}
+
+/* Inserts the rows of list on c (inside the caller's transaction, if any)
+ * and frees them.  0 or -1. */
+static int insert_rows(struct store_conn *c, struct store_dmarc_pending *list, const char **error_r)
+{
+    if (list == NULL)
+        return 0;
+    sqlite3_stmt *s = prepare_on(c, "INSERT INTO dmarc_results(time, policy_domain, header_from, source_ip,"
+                                    " envelope_from, disposition, dkim_eval, spf_eval, reason, dkim_auth,"
+                                    " spf_domain, spf_scope, spf_result, record)"
+                                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+    if (s == NULL) {
+        pending_free(list);
+        return store_fail_again(error_r);
+    }
+    int out = 0;
+    for (struct store_dmarc_pending *p = list; p != NULL && out == 0; p = p->next) {
+        sqlite3_bind_int64(s, 1, p->time);
+        for (int i = 0; i < N_TEXT; i++)
+            sqlite3_bind_text(s, i + 2, p->text[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(s) != SQLITE_DONE)
+            out = store_fail_db(c, error_r, "dmarc");
+        sqlite3_reset(s);
+    }
+    sqlite3_finalize(s);
+    pending_free(list);
+    return out;
+}
+
+/* Takes the queued rows (q_lock not held by the caller). */
+static struct store_dmarc_pending *take_pending(struct store *st)
+{
+    pthread_mutex_lock(&st->q_lock);
+    struct store_dmarc_pending *list = st->dmarc_q;
+    st->dmarc_q = NULL;
+    st->dmarc_tail = &st->dmarc_q;
+    st->dmarc_n = 0;
+    pthread_mutex_unlock(&st->q_lock);
+    return list;
+}
+
+void store_dmarc_write_queued(struct store *st, struct store_conn *c, bool in_tx)
+{
+    struct store_dmarc_pending *list = take_pending(st);
+    if (list == NULL)
+        return;
+    const char *err = NULL;
+    if (in_tx) {
+        if (store_stmt_run(c, STMT_SAVEPOINT) < 0) {
+            pending_free(list);
+            return;
+        }
+        if (insert_rows(c, list, &err) < 0) {
+            log_warn(NULL, "event=dmarc_rows_lost error=\"%s\"", err ? err : "?");
+            store_stmt_run(c, STMT_ROLLBACK_TO);
+        }
+        store_stmt_run(c, STMT_RELEASE);
+        return;
+    }
+    if (store_begin(c, &err) < 0) {
+        log_warn(NULL, "event=dmarc_rows_lost error=\"%s\"", err ? err : "?");
+        pending_free(list);
+        return;
+    }
+    if (insert_rows(c, list, &err) < 0) {
+        log_warn(NULL, "event=dmarc_rows_lost error=\"%s\"", err ? err : "?");
+        store_rollback(c);
+        return;
+    }
+    if (store_commit(c, &err) < 0)
+        log_warn(NULL, "event=dmarc_rows_lost error=\"%s\"", err ? err : "?");
+}
+
 int store_dmarc_add(struct store *st, const struct store_dmarc_row *row, const char **error_r)
 {
-    struct store_conn *c;
-    sqlite3_stmt *s = prepare(st, &c,
-                              "INSERT INTO dmarc_results(time, policy_domain, header_from, source_ip,"
-                              " envelope_from, disposition, dkim_eval, spf_eval, reason, dkim_auth,"
-                              " spf_domain, spf_scope, spf_result, record)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
-    if (s == NULL)
-        return store_fail_again(error_r);
-    const char *text[] = { row->policy_domain, row->header_from, row->source_ip, row->envelope_from,
-                           row->disposition, row->dkim_eval, row->spf_eval, row->reason,
-                           row->dkim_auth, row->spf_domain, row->spf_scope, row->spf_result,
-                           row->record };
-    sqlite3_bind_int64(s, 1, row->time);
-    for (int i = 0; i < (int)(sizeof(text) / sizeof(text[0])); i++)
-        sqlite3_bind_text(s, i + 2, text[i] ? text[i] : "", -1, SQLITE_TRANSIENT);
-    return run_done(c, s, error_r);
+    struct store_dmarc_pending *p = pending_new(row);
+    if (p == NULL)
+        return store_fail(STORE_ERR_TEMP, error_r, "out of memory");
+    pthread_mutex_lock(&st->q_lock);
+    bool queued = __atomic_load_n(&st->threads_ready, __ATOMIC_ACQUIRE) && !st->stopping &&
+                  st->dmarc_n < DMARC_PENDING_MAX;
+    if (queued) {
+        if (st->dmarc_q == NULL)
+            st->dmarc_since_ms = now_mono_ms();
+        *st->dmarc_tail = p;
+        st->dmarc_tail = &p->next;
+        st->dmarc_n++;
+        pthread_cond_signal(&st->synced_cond); /* the index thread's timer */
+    }
+    pthread_mutex_unlock(&st->q_lock);
+    if (queued)
+        return 0;
+    return insert_rows(store_conn_get(st), p, error_r);
+}
+
+void store_dmarc_flush(struct store *st)
+{
+    struct store_conn *c = store_conn_get(st);
+    if (c != NULL)
+        store_dmarc_write_queued(st, c, false);
 }
 
 int store_dmarc_windows(struct store *st, int64_t before, int64_t period, struct store_dmarc_window **windows_r)
@@ -97,6 +235,7 @@ int store_dmarc_windows(struct store *st, int64_t before, int64_t period, struct
     *windows_r = NULL;
     if (period <= 0)
         return -1;
+    store_dmarc_flush(st);
     sqlite3_stmt *s = prepare(st, &c,
                               "SELECT DISTINCT policy_domain, (time / ?2) * ?2 AS b FROM dmarc_results"
                               " WHERE time < (?1 / ?2) * ?2 ORDER BY b, policy_domain");

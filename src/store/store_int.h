@@ -94,6 +94,10 @@ struct store {
     struct store_conn *wconn;         /* the index thread's connection */
     uint64_t n_batches, n_committed;  /* statistics, index thread only */
     struct store_pool *pool;          /* files made ahead (store_pool.c), or NULL */
+    /* DMARC rows written behind (store_dmarc.c), under q_lock */
+    struct store_dmarc_pending *dmarc_q, **dmarc_tail;
+    size_t dmarc_n;
+    uint64_t dmarc_since_ms;          /* when the oldest was queued */
 };
 
 /* ---- message files made ahead (store_pool.c) ---- */
@@ -108,6 +112,16 @@ void store_pool_stop(struct store *st);
  * account_id > 0 lets the filler create mail/<account_id> when missing. */
 int store_pool_take(struct store *st, const char *dir, int64_t account_id, char *id_out);
 void store_pool_stats(struct store *st, uint64_t *taken, uint64_t *missed);
+
+/* ---- DMARC rows written behind (store_dmarc.c) ---- */
+#define DMARC_PENDING_MS 100          /* longest a row waits for a batch */
+struct store_dmarc_pending;
+/* Writes the queued rows on c: inside the caller's open transaction (a
+ * savepoint of their own) when in_tx, else in a transaction of their own.
+ * Failures are logged; the rows are dropped. */
+void store_dmarc_write_queued(struct store *st, struct store_conn *c, bool in_tx);
+/* The same on the calling thread's connection (readers, store_close). */
+void store_dmarc_flush(struct store *st);
 
 /* ---- errors (store.c): thread-local last error ---- */
 /* Records an error of kind and points *error_r (if not NULL) at its text.

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -629,6 +630,7 @@ static void batch_index(struct store *st, struct store_tx *batch)
         return;
     }
     int64_t now = store_now();
+    store_dmarc_write_queued(st, c, true); /* rows queued meanwhile ride along */
     for (struct store_tx *tx = batch; tx; tx = tx->next) {
         if (tx->failed)
             continue;
@@ -780,8 +782,29 @@ static void *index_main(void *arg)
     struct store *st = arg;
     pthread_mutex_lock(&st->q_lock);
     for (;;) {
-        while ((st->synced == NULL || st->indexing) && !(st->sync_done && !st->indexing))
-            pthread_cond_wait(&st->synced_cond, &st->q_lock);
+        while ((st->synced == NULL || st->indexing) && !(st->sync_done && !st->indexing)) {
+            if (st->dmarc_q == NULL || st->indexing) {
+                pthread_cond_wait(&st->synced_cond, &st->q_lock);
+                continue;
+            }
+            /* DMARC rows wait a little for a batch to carry them */
+            uint64_t due = st->dmarc_since_ms + DMARC_PENDING_MS, now = now_mono_ms();
+            if (now < due) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000u;
+                ts.tv_sec += (time_t)(ns / 1000000000u);
+                ts.tv_nsec = (long)(ns % 1000000000u);
+                pthread_cond_timedwait(&st->synced_cond, &st->q_lock, &ts);
+                continue;
+            }
+            st->indexing = true;
+            pthread_mutex_unlock(&st->q_lock);
+            store_dmarc_write_queued(st, st->wconn, false);
+            pthread_mutex_lock(&st->q_lock);
+            st->indexing = false;
+            pthread_cond_broadcast(&st->synced_cond);
+        }
         if (st->synced == NULL && st->sync_done && !st->indexing)
             break; /* the sync workers have finished and all is indexed */
         if (st->synced != NULL && !st->indexing)

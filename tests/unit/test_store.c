@@ -23,6 +23,7 @@
 
 #include "core/util.h"
 #include "store/store.h"
+#include "store/store_dmarc.h"
 #include "store/store_int.h"
 #include "unit.h"
 
@@ -880,6 +881,58 @@ static void test_file_pool(void)
     CHECK(access(full, F_OK) != 0);
 }
 
+/* DMARC rows are queued while the commit threads run and written with the
+ * next batch, after a short wait, before a reader looks, or at close. */
+static int64_t dmarc_rows(struct store *st)
+{
+    struct store_dmarc_window *w = NULL;
+    int n = store_dmarc_windows(st, 4000000000LL, 86400, &w);
+    free(w);
+    return n;
+}
+
+static void test_dmarc_rows_behind(void)
+{
+    char sub[300];
+    snprintf(sub, sizeof(sub), "%s/dmarcq", dir);
+    struct store *st = open_store(sub);
+    if (!st)
+        return;
+    const char *err = NULL;
+    CHECK_EQ_INT(store_user_add(st, "d@dq.test", "pw", &err), 0);
+    struct store_dmarc_row row = {
+        .time = 86400 * 3 + 5, .policy_domain = "a.test", .header_from = "a.test",
+        .source_ip = "192.0.2.1", .envelope_from = "a.test", .disposition = "none",
+        .dkim_eval = "pass", .spf_eval = "pass", .reason = "", .dkim_auth = "",
+        .spf_domain = "a.test", .spf_scope = "mfrom", .spf_result = "pass", .record = "v=DMARC1; p=none",
+    };
+    /* no commit threads yet: written at once */
+    CHECK_EQ_INT(store_dmarc_add(st, &row, &err), 0);
+    CHECK_EQ_INT(dmarc_rows(st), 1);
+    const char *r[] = { "d@dq.test" };
+    CHECK_EQ_INT(deliver(st, "s@remote.test", r, 1, NULL, msg1, strlen(msg1), 100, NULL), 0);
+    /* threads running: queued, then carried by the next batch */
+    row.policy_domain = "b.test";
+    CHECK_EQ_INT(store_dmarc_add(st, &row, &err), 0);
+    CHECK(st->dmarc_n <= 1);
+    CHECK_EQ_INT(deliver(st, "s@remote.test", r, 1, NULL, msg1, strlen(msg1), 100, NULL), 0);
+    CHECK_EQ_INT(st->dmarc_n, 0);
+    row.policy_domain = "c.test";
+    CHECK_EQ_INT(store_dmarc_add(st, &row, &err), 0);
+    CHECK_EQ_INT(st->dmarc_n, 1);
+    usleep(400 * 1000); /* no batch: the index thread writes it on its own */
+    CHECK_EQ_INT(st->dmarc_n, 0);
+    row.policy_domain = "d.test";
+    CHECK_EQ_INT(store_dmarc_add(st, &row, &err), 0);
+    store_close(st); /* d.test still queued: close writes it */
+    st = open_store(sub);
+    CHECK(st != NULL);
+    if (st == NULL)
+        return;
+    CHECK_EQ_INT(dmarc_rows(st), 4);
+    store_close(st);
+}
+
 /* Not a test: 20 submitters, single-recipient 5 KB messages. */
 static void bench(void)
 {
@@ -921,6 +974,7 @@ int main(void)
     RUN(test_queue);
     RUN(test_syncfs_mode);
     RUN(test_file_pool);
+    RUN(test_dmarc_rows_behind);
     if (getenv("POSTEL_STORE_BENCH") != NULL)
         bench();
     rm_rf(dir);

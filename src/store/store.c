@@ -112,6 +112,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         " VALUES (?1, ?2, ?3, ?4, 'pending')",
     [STMT_MESSAGE_FILE_EXISTS] = "SELECT 1 FROM messages WHERE file = ?1 LIMIT 1",
     [STMT_QUEUE_FILE_EXISTS] = "SELECT 1 FROM queue WHERE file = ?1 LIMIT 1",
+    [STMT_BLOB_INSERT] = "INSERT OR REPLACE INTO message_blobs(file, data) VALUES (?1, ?2)",
+    [STMT_BLOB_GET] = "SELECT data FROM message_blobs WHERE file = ?1",
     [STMT_BEGIN_READ] = "BEGIN",
     [STMT_COMMIT_READ] = "COMMIT",
     [STMT_SAVEPOINT] = "SAVEPOINT tx",
@@ -226,6 +228,11 @@ void store_set_no_sync(struct store *st)
         sqlite3_exec(c->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     pthread_mutex_unlock(&st->conn_lock);
     log_info(NULL, "event=store_no_sync msg=\"messages are not fsynced (capture mode)\"");
+}
+
+void store_set_blob_messages(struct store *st)
+{
+    st->blob_messages = true;
 }
 
 int store_set_file_pool(struct store *st)
@@ -382,6 +389,19 @@ static int schema_init(struct store_conn *c, const char **error_r)
                           STORE_SCHEMA_VERSION);
     }
     if (version == 0 && store_exec(c, schema_v1, error_r) < 0) {
+        store_rollback(c);
+        return -1;
+    }
+    /* Message contents kept in the index instead of files (capture mode,
+     * store_set_blob_messages).  A blob goes with the last message row
+     * that names it, whatever deletes the row. */
+    if (store_exec(c,
+                   "CREATE TABLE IF NOT EXISTS message_blobs("
+                   "  file TEXT PRIMARY KEY, data BLOB NOT NULL);"
+                   "CREATE TRIGGER IF NOT EXISTS message_blobs_gc AFTER DELETE ON messages"
+                   "  WHEN NOT EXISTS (SELECT 1 FROM messages WHERE file = old.file)"
+                   "  BEGIN DELETE FROM message_blobs WHERE file = old.file; END;",
+                   error_r) < 0) {
         store_rollback(c);
         return -1;
     }

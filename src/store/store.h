@@ -44,6 +44,11 @@ void store_set_no_sync(struct store *st);
  * 0, or -1 when the thread cannot start (transactions then make their
  * own files, as without it). */
 int store_set_file_pool(struct store *st);
+/* Keeps the content of messages delivered from now on in index.db rather
+ * than in a file each (capture mode: many small messages, no IMAP), written
+ * in the same transaction as their index rows.  store_msg_open() serves
+ * them like files.  Call right after store_open. */
+void store_set_blob_messages(struct store *st);
 
 /* ---- domains ---- */
 int store_domain_add(struct store *st, const char *domain, const char **error_r);

@@ -44,6 +44,8 @@ enum store_stmt_id {
     STMT_QUEUE_RCPT_INSERT,
     STMT_MESSAGE_FILE_EXISTS,
     STMT_QUEUE_FILE_EXISTS,
+    STMT_BLOB_INSERT,
+    STMT_BLOB_GET,
     STMT_BEGIN_READ,
     STMT_COMMIT_READ,
     STMT_SAVEPOINT,
@@ -71,6 +73,7 @@ struct store {
     int lock_fd;                      /* data_dir/store.lock, flock()ed shared */
     bool use_syncfs;                  /* sync mode "syncfs" (see store_tx.c) */
     atomic_bool no_sync;              /* store_set_no_sync(): no fsync at all */
+    bool blob_messages;               /* store_set_blob_messages(): in index.db */
     _Atomic int64_t auth_cache_ttl;   /* store_set_auth_cache(): seconds, 0 = off */
     bool opened;                      /* fully opened (closing clears store.dirty) */
 

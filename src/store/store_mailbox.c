@@ -3,6 +3,7 @@
  * (and IMAP STATUS later), opening a stored message by UID.
  */
 #include "store/store_int.h"
+#include "store/store_messages.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,15 +123,17 @@ int store_message_open(struct store *st, int64_t account_id, const char *mailbox
     store_bind_text(s, 2, strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox);
     sqlite3_bind_int64(s, 3, uid);
     int rc = sqlite3_step(s), fd = -1;
+    char file[STORE_RELPATH_MAX] = "";
     if (rc == SQLITE_ROW) {
-        fd = openat(st->dir_fd, (const char *)sqlite3_column_text(s, 0), O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            store_fail_errno(errno, NULL, "message file");
+        const unsigned char *f = sqlite3_column_text(s, 0);
+        str_copy(file, f ? (const char *)f : "", sizeof(file));
     } else if (rc == SQLITE_DONE) {
         store_fail(STORE_ERR_NOTFOUND, NULL, "no message with UID %u in %s", uid, mailbox);
     } else {
         store_fail_db(c, NULL, "message");
     }
     sqlite3_finalize(s);
+    if (file[0] != '\0')
+        fd = store_msg_open(st, file); /* a file, or a blob in index.db */
     return fd;
 }

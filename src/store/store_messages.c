@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -163,6 +164,35 @@ int store_msg_list_load(struct store *st, int64_t account_id, const char *mailbo
     return (int)list->n;
 }
 
+/* A message kept in index.db (store_set_blob_messages) as a memfd holding
+ * its content, positioned at 0; -1 (NOTFOUND) when there is none. */
+static int blob_open(struct store *st, const char *file)
+{
+    struct store_conn *c = store_conn_get(st);
+    sqlite3_stmt *s = c ? store_stmt(c, STMT_BLOB_GET) : NULL;
+    if (s == NULL)
+        return -1;
+    store_bind_text(s, 1, file);
+    int rc = sqlite3_step(s), fd = -1;
+    if (rc == SQLITE_ROW) {
+        const void *data = sqlite3_column_blob(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        fd = memfd_create("postel-message", MFD_CLOEXEC);
+        if (fd < 0 || write_full(fd, data, len) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+            store_fail_errno(errno, NULL, file);
+            if (fd >= 0)
+                close(fd);
+            fd = -1;
+        }
+    } else if (rc == SQLITE_DONE) {
+        store_fail(STORE_ERR_NOTFOUND, NULL, "message file %s is gone", file);
+    } else {
+        store_fail_db(c, NULL, "message blob");
+    }
+    sqlite3_reset(s);
+    return fd;
+}
+
 int store_msg_open(struct store *st, const char *file)
 {
     store_clear_error();
@@ -176,12 +206,10 @@ int store_msg_open(struct store *st, const char *file)
     int fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM)
         fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            store_fail(STORE_ERR_NOTFOUND, NULL, "message file %s is gone", file);
-        else
-            store_fail_errno(errno, NULL, file);
-    }
+    if (fd < 0 && errno == ENOENT)
+        return blob_open(st, file);
+    if (fd < 0)
+        store_fail_errno(errno, NULL, file);
     return fd;
 }
 

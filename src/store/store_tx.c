@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -85,6 +86,7 @@ struct store_tx {
     char spool[STORE_RELPATH_MAX];
     bool spool_created;
     bool spool_dir_synced;            /* from the pool: its entry is durable */
+    bool in_memory;                   /* blob mode: fd is a memfd, copies go to index.db */
     uint64_t prefix_len, data_len;   /* data starts at prefix_len in the spool */
     char *buf;
     size_t buf_len;
@@ -127,6 +129,8 @@ static void tx_remove_files(struct store_tx *tx)
         tx->fd = -1;
     }
     int dfd = tx->st->dir_fd;
+    if (tx->in_memory)
+        return; /* nothing was made on disk */
     if (tx->spool_created)
         unlinkat(dfd, tx->spool, 0);
     for (size_t i = 0; i < tx->n_copies; i++)
@@ -234,6 +238,17 @@ static int tx_open_spool(struct store_tx *tx, const char **error_r)
         snprintf(dir, sizeof(dir), "mail/%lld", (long long)tx->copies[0].account_id);
     else
         str_copy(dir, "queue", sizeof(dir));
+    if (st->blob_messages && tx->kind == TX_LOCAL) {
+        /* the content goes into index.db at commit; until then it lives in
+         * memory (a memfd, so the code below reads and writes it as a file) */
+        random_hex(tx->id, STORE_ID_LEN);
+        snprintf(tx->spool, sizeof(tx->spool), "%s/%s", dir, tx->id);
+        tx->fd = memfd_create("postel-message", MFD_CLOEXEC);
+        if (tx->fd < 0)
+            return store_fail_errno(errno, error_r, "memfd_create");
+        tx->in_memory = true;
+        return 0;
+    }
     tx->fd = store_pool_take(st, dir, tx->kind == TX_LOCAL ? tx->copies[0].account_id : 0, tx->id);
     if (tx->fd >= 0) {
         snprintf(tx->spool, sizeof(tx->spool), "%s/%s", dir, tx->id);
@@ -485,6 +500,16 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
         tx_fail(tx, "message write: %s", strerror(tx->wr_errno));
         return -1;
     }
+    if (tx->in_memory) {
+        /* nothing on disk: the index commit writes every copy (blob_insert) */
+        for (size_t i = 0; i < tx->n_copies; i++) {
+            char prefix[2 * ADDRESS_MAX + 64];
+            tx->copies[i].size = i == 0 ? tx->prefix_len + tx->data_len
+                                        : local_prefix(prefix, sizeof(prefix), tx->sender,
+                                                       tx->copies[i].rcpt) + tx->data_len;
+        }
+        return 0;
+    }
     if (!st->use_syncfs && !atomic_load(&st->no_sync)) {
         if (fdatasync(tx->fd) < 0 || (!tx->spool_dir_synced && dirset_add(dirs, tx->spool) < 0)) {
             tx_fail(tx, "%s: %s", tx->spool, strerror(errno));
@@ -557,6 +582,46 @@ static int copy_assign_uid(struct store_conn *c, struct tx_copy *cp, int64_t *mb
                       (long long)cp->account_id);
 }
 
+/* Blob mode: copy i's content (its prefix, then the data) into index.db
+ * under its file name.  0 or -1. */
+static int blob_insert(struct store_conn *c, struct store_tx *tx, size_t i)
+{
+    struct tx_copy *cp = &tx->copies[i];
+    char prefix[2 * ADDRESS_MAX + 64];
+    size_t plen = i == 0 ? 0 : local_prefix(prefix, sizeof(prefix), tx->sender, cp->rcpt);
+    uint64_t from = i == 0 ? 0 : tx->prefix_len;
+    size_t len = (size_t)cp->size;
+    if (len > (size_t)INT32_MAX)
+        return store_fail(STORE_ERR_TEMP, NULL, "message too large for the index");
+    char *buf = malloc(len ? len : 1);
+    if (buf == NULL)
+        return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
+    memcpy(buf, prefix, plen);
+    size_t got = plen;
+    while (got < len) {
+        ssize_t n = pread(tx->fd, buf + got, len - got, (off_t)(from + got - plen));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            free(buf);
+            return store_fail_errno(n < 0 ? errno : EIO, NULL, "message read");
+        }
+        got += (size_t)n;
+    }
+    sqlite3_stmt *s = store_stmt(c, STMT_BLOB_INSERT);
+    if (s == NULL) {
+        free(buf);
+        return -1;
+    }
+    store_bind_text(s, 1, cp->path);
+    sqlite3_bind_blob(s, 2, buf, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    free(buf);
+    return rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "message blob");
+}
+
 static int copy_index(struct store_conn *c, struct tx_copy *cp, int64_t now)
 {
     int64_t mbox = 0, uid = 0, modseq = 0;
@@ -614,7 +679,7 @@ static int queue_index(struct store_conn *c, struct store_tx *tx, int64_t now)
 static int tx_index(struct store_conn *c, struct store_tx *tx, int64_t now)
 {
     for (size_t i = 0; i < tx->n_copies; i++)
-        if (copy_index(c, &tx->copies[i], now) < 0)
+        if (copy_index(c, &tx->copies[i], now) < 0 || (tx->in_memory && blob_insert(c, tx, i) < 0))
             return -1;
     return tx->n_remotes > 0 ? queue_index(c, tx, now) : 0;
 }

@@ -23,6 +23,7 @@
 
 #include "core/util.h"
 #include "store/store.h"
+#include "store/store_messages.h"
 #include "store/store_dmarc.h"
 #include "store/store_int.h"
 #include "unit.h"
@@ -881,6 +882,67 @@ static void test_file_pool(void)
     CHECK(access(full, F_OK) != 0);
 }
 
+static int blob_count(struct store *st)
+{
+    struct store_conn *c = store_conn_get(st);
+    sqlite3_stmt *s = NULL;
+    int n = -1;
+    if (c && sqlite3_prepare_v2(c->db, "SELECT count(*) FROM message_blobs", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+/* Blob mode (capture): contents live in index.db, read back as files,
+ * gone with their last message row, kept across a restart. */
+static void test_blob_messages(void)
+{
+    char sub[300];
+    snprintf(sub, sizeof(sub), "%s/blobs", dir);
+    struct store *st = open_store(sub);
+    if (!st)
+        return;
+    store_set_blob_messages(st);
+    const char *err = NULL;
+    CHECK_EQ_INT(store_user_add(st, "b1@bl.test", "pw", &err), 0);
+    CHECK_EQ_INT(store_user_add(st, "b2@bl.test", "pw", &err), 0);
+    const char *r[] = { "b1@bl.test", "b2@bl.test" };
+    for (int i = 0; i < 5; i++) {
+        char data[200];
+        snprintf(data, sizeof(data), "Subject: blob %d\r\n\r\nbody %d\r\n", i, i);
+        CHECK_EQ_INT(deliver(st, "s@remote.test", r, i == 4 ? 2 : 1, NULL, data, strlen(data), 5, NULL), 0);
+    }
+    char rel[300];
+    snprintf(rel, sizeof(rel), "blobs/mail/%lld", (long long)store_user_lookup(st, "b1@bl.test"));
+    CHECK(count_files(rel) <= 0); /* no file per message */
+    CHECK_EQ_INT(blob_count(st), 6);
+    char *m = fetch(st, "b1@bl.test", "INBOX", 3);
+    CHECK(m != NULL && strncmp(m, "Return-Path: <s@remote.test>\r\nDelivered-To: b1@bl.test\r\n", 56) == 0 &&
+          strstr(m, "Subject: blob 2\r\n\r\nbody 2\r\n") != NULL);
+    free(m);
+    m = fetch(st, "b2@bl.test", "INBOX", 1); /* the second recipient's copy */
+    CHECK(m != NULL && strstr(m, "Delivered-To: b2@bl.test\r\n") != NULL &&
+          strstr(m, "Subject: blob 4\r\n") != NULL);
+    free(m);
+    struct store_mailbox_status s1 = mbox_status(st, "b1@bl.test", "INBOX", NULL);
+    CHECK_EQ_INT(s1.messages, 5);
+    uint32_t uids[] = { 1, 2 };
+    CHECK_EQ_INT(store_msg_expunge(st, store_user_lookup(st, "b1@bl.test"), "INBOX", uids, 2, NULL, &err), 2);
+    CHECK_EQ_INT(blob_count(st), 4);
+    CHECK(fetch(st, "b1@bl.test", "INBOX", 1) == NULL);
+    store_close(st);
+    st = open_store(sub);
+    CHECK(st != NULL);
+    if (!st)
+        return;
+    m = fetch(st, "b1@bl.test", "INBOX", 5);
+    CHECK(m != NULL && strstr(m, "Subject: blob 4\r\n") != NULL);
+    free(m);
+    CHECK_EQ_INT(blob_count(st), 4);
+    store_close(st);
+}
+
 /* DMARC rows are queued while the commit threads run and written with the
  * next batch, after a short wait, before a reader looks, or at close. */
 static int64_t dmarc_rows(struct store *st)
@@ -975,6 +1037,7 @@ int main(void)
     RUN(test_syncfs_mode);
     RUN(test_file_pool);
     RUN(test_dmarc_rows_behind);
+    RUN(test_blob_messages);
     if (getenv("POSTEL_STORE_BENCH") != NULL)
         bench();
     rm_rf(dir);

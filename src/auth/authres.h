@@ -87,6 +87,12 @@ struct auth_outcome {
  * auth_outcome_free, also after a failure).  0, or -1 on out of memory
  * (DNS trouble is a result, never a failure). */
 int auth_evaluate(struct dns_resolver *r, const struct auth_input *in, struct auth_outcome *out);
+/* auth_evaluate() answered from the resolver's cache only: 1 with out
+ * filled; 0 when some answer is not cached (out is released, the caller
+ * evaluates on a thread that may wait); -1 as auth_evaluate.  Never
+ * blocks, so an event loop may call it. */
+int auth_evaluate_cached(struct dns_resolver *r, const struct auth_input *in,
+                         struct auth_outcome *out);
 /* The same with DNS through dns (tests answer from memory). */
 int auth_evaluate_dns(const struct dmarc_dns *dns, const struct auth_input *in,
                       struct auth_outcome *out);

@@ -120,6 +120,10 @@ struct dns_resolver;
 /* Creates a resolver (a libunbound context with one background thread and
  * one dispatcher thread).  NULL with *error_r set (static text) on failure.
  * Create it after any fork(). */
+/* dns_query() when the answer is in the resolver's cache (or the name
+ * cannot be asked): true with res filled; false, res untouched, when it
+ * would have to ask.  Never blocks. */
+bool dns_query_cached(struct dns_resolver *r, const char *name, uint16_t type, struct dns_result *res);
 /* How often dns_query() was answered from the resolver's own cache. */
 void dns_resolver_cache_stats(struct dns_resolver *r, uint64_t *hits, uint64_t *misses);
 struct dns_resolver *dns_resolver_new(const struct dns_options *opt, const char **error_r);

@@ -295,6 +295,18 @@ static bool waiter_wait(struct waiter *w, uint64_t deadline_ms)
     return done;
 }
 
+bool dns_query_cached(struct dns_resolver *r, const char *name, uint16_t type, struct dns_result *res)
+{
+    char qname[DNS_NAME_MAX * 4 + 8];
+    if (dns_name_escape(name, qname, sizeof(qname)) < 0) {
+        memset(res, 0, sizeof(*res));
+        res->rcode = -1;
+        dns_result_fail(res, DNS_BADNAME, "malformed name");
+        return true;
+    }
+    return dns_cache_get(r->cache, name, type, now_mono_ms(), res);
+}
+
 enum dns_status dns_query(struct dns_resolver *r, const char *name, uint16_t type, struct dns_result *res)
 {
     char qname[DNS_NAME_MAX * 4 + 8];

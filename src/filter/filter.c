@@ -1049,18 +1049,25 @@ bool filter_rcpt_try(struct filter_conn *c, const char *rcpt, const char *spf_pa
 /* ---- end of DATA ---- */
 
 /* RHSBL lists with check = from, for a From domain not asked at MAIL. */
-static bool message_rhsbl(struct filter_conn *c, const char *from_domain,
-                          struct filter_verdict *v)
+/* 1 when a list rejects the From domain, 0 when not; -1 (nothing done)
+ * when nowait and an answer is not in the cache. */
+static int message_rhsbl(struct filter_conn *c, const char *from_domain,
+                         struct filter_verdict *v, bool nowait)
 {
     const struct filter_config *fc = &c->f->cfg;
     if (from_domain[0] == '\0' || strcasecmp(from_domain, sender_domain(c->sender)) == 0)
-        return false;
+        return 0;
     struct filter_lk_req reqs[DNSL_REQS_MAX];
     struct dnsl_query qs[DNSL_REQS_MAX];
     int n = dnsl_domain_reqs(fc, from_domain, FILTER_CHECK_FROM, reqs, qs, 0);
     if (n == 0)
-        return false;
-    filter_lookup_run(c->f, reqs, n);
+        return 0;
+    if (nowait) {
+        if (!filter_lookup_cached(c->f, reqs, n))
+            return -1;
+    } else {
+        filter_lookup_run(c->f, reqs, n);
+    }
     struct dnsl_hit hits[DNSL_REQS_MAX];
     int nh = dnsl_collect(c, reqs, qs, n, hits);
     bool reject = false;
@@ -1154,14 +1161,19 @@ bool filter_message_needed(const struct filter_conn *c)
     return !c->trusted && !c->authenticated && c->mx;
 }
 
-void filter_message(struct filter_conn *c, const struct filter_message *m,
-                    struct filter_verdict *v)
+/* The message stage; with nowait, false (v to be freed, nothing else
+ * changed) when it would have to wait: Rspamd, or a DNS answer that is not
+ * cached. */
+static bool message_run(struct filter_conn *c, const struct filter_message *m,
+                        struct filter_verdict *v, bool nowait)
 {
     struct filter *f = c->f;
     const struct filter_config *fc = &f->cfg;
     filter_verdict_init(v);
     if (!filter_message_needed(c))
-        return;
+        return true;
+    if (nowait && fc->rspamd_url[0])
+        return false;
     v->scanned = true;
     for (int i = 0; i < c->n_hits; i++)
         filter_verdict_hit(v, c->hits[i].name, c->hits[i].score, c->hits[i].detail);
@@ -1172,7 +1184,10 @@ void filter_message(struct filter_conn *c, const struct filter_message *m,
     filter_score_auth(fc, m->spf, m->dkim, m->dmarc, v);
     char from_domain[SMTP_DOMAIN_MAX + 1];
     filter_score_message(f, m->data, m->len, v, from_domain, sizeof(from_domain));
-    bool reject = message_rhsbl(c, from_domain, v), tempfail = false;
+    int rhsbl = message_rhsbl(c, from_domain, v, nowait);
+    if (rhsbl < 0)
+        return false;
+    bool reject = rhsbl > 0, tempfail = false;
     if (!reject && fc->rspamd_url[0])
         message_rspamd(c, m, v, &tempfail, &reject);
 
@@ -1191,4 +1206,17 @@ void filter_message(struct filter_conn *c, const struct filter_message *m,
     }
     v->headers = filter_spam_headers(fc, v);
     log_verdict(c, "message", v);
+    return true;
+}
+
+void filter_message(struct filter_conn *c, const struct filter_message *m,
+                    struct filter_verdict *v)
+{
+    message_run(c, m, v, false);
+}
+
+bool filter_message_try(struct filter_conn *c, const struct filter_message *m,
+                        struct filter_verdict *v)
+{
+    return message_run(c, m, v, true);
 }

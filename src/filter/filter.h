@@ -218,6 +218,10 @@ bool filter_message_needed(const struct filter_conn *c);
  * the message was scanned.  Free v with filter_verdict_free(). */
 void filter_message(struct filter_conn *c, const struct filter_message *m,
                     struct filter_verdict *v);
+/* filter_message() when it needs no waiting (no Rspamd, every DNS answer
+ * cached); false otherwise, with v to be freed and nothing else changed. */
+bool filter_message_try(struct filter_conn *c, const struct filter_message *m,
+                        struct filter_verdict *v);
 
 /* Writes the message as it should be stored: v->headers first, then the
  * message with any X-Spam* header fields of its own removed and, when

@@ -516,11 +516,12 @@ static void smtp_sign(struct smtp_session *s, const char *msg, size_t len, struc
         dkim_key_free(&keys[i]);
 }
 
-/* Pool thread: scores the message.  -1 when the verdict refuses it
- * (async_result and async_error then hold the reply), else 0 with s->fv
- * kept for writing (spam filing, X-Spam headers). */
+/* Scores the message.  -1 when the verdict refuses it (async_result and
+ * async_error then hold the reply), else 0 with s->fv kept for writing
+ * (spam filing, X-Spam headers).  With nowait (on the loop), 1 when it
+ * would have to wait (Rspamd, an uncached DNS answer): nothing changed. */
 static int smtp_spam_check(struct smtp_session *s, const struct auth_outcome *out,
-                           const char *msg, size_t len)
+                           const char *msg, size_t len, bool nowait)
 {
     struct smtp_tx *tx = &s->tx;
     const char *rcpts[64];
@@ -540,8 +541,14 @@ static int smtp_spam_check(struct smtp_session *s, const struct auth_outcome *ou
         .dmarc = out ? dmarc_result_name(out->dmarc_result) : NULL,
         .queue_id = s->sid,
     };
-    filter_verdict_init(&s->fv);
-    filter_message(s->fc, &m, &s->fv);
+    if (nowait) {
+        if (!filter_message_try(s->fc, &m, &s->fv)) {
+            filter_verdict_free(&s->fv);
+            return 1;
+        }
+    } else {
+        filter_message(s->fc, &m, &s->fv);
+    }
     if (s->fv.action == FILTER_ACCEPT)
         return 0;
     s->async_result = SMTP_RESULT_POLICY;
@@ -550,9 +557,6 @@ static int smtp_spam_check(struct smtp_session *s, const struct auth_outcome *ou
     return -1;
 }
 
-/* Writes the checked message into the store transaction: our
- * Authentication-Results and Received-SPF, the anti-spam headers, then
- * the message without forged copies of either.  0 or -1. */
 static int smtp_write_checked(struct smtp_session *s, const struct auth_outcome *out,
                               const char *msg, size_t len, struct store_tx *stx)
 {
@@ -578,15 +582,18 @@ static int smtp_write_checked(struct smtp_session *s, const struct auth_outcome 
     return rc;
 }
 
-/* Pool thread: the whole message is in the spool.  On smtp, run SPF, DKIM
- * and DMARC, refuse what the sender's DMARC policy rejects, file what it
- * quarantines into Junk, and store the message with Authentication-Results
+/* The whole message is in the spool.  On smtp, run SPF, DKIM and DMARC,
+ * refuse what the sender's DMARC policy rejects, file what it quarantines
+ * into Junk, score it, and store the message with Authentication-Results
  * (our authserv-id's forged copies removed); on submission, DKIM-sign.
  * Ends in store_tx_commit (its callback returns to the loop) or in
- * smtp_filter_fail / a policy refusal. */
-static void smtp_filter_work(void *arg)
+ * smtp_filter_fail / a policy refusal.
+ * Runs on the pool, or with nowait on the session's loop: then it returns
+ * false, having changed nothing, as soon as something would have to wait
+ * (a DNS answer not in the cache, Rspamd), and the caller submits it to
+ * the pool; the two give the same result. */
+static bool smtp_check_and_store(struct smtp_session *s, bool nowait)
 {
-    struct smtp_session *s = arg;
     struct smtp_tx *tx = &s->tx;
     size_t len = (size_t)tx->dec.size;
     const char *msg = "";
@@ -594,11 +601,13 @@ static void smtp_filter_work(void *arg)
     if (tx->spool_fd < 0) {
         msg = tx->spool_buf.data ? tx->spool_buf.data : "";
         len = tx->spool_buf.len;
+    } else if (nowait) {
+        return false; /* spilled to disk: large, map and read it off the loop */
     } else if (len > 0) {
         map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, tx->spool_fd, 0);
         if (map == MAP_FAILED) {
             smtp_filter_fail(s, "cannot map the spooled message");
-            return;
+            return true;
         }
         msg = map;
     }
@@ -610,44 +619,61 @@ static void smtp_filter_work(void *arg)
     const char *mailbox = "INBOX";
     struct strbuf sig;
     strbuf_init(&sig, 64 * 1024);
+    bool refused = false;
     if (s->role == ROLE_SMTP) {
         out = calloc(1, sizeof(*out));
-        if (out == NULL || auth_evaluate(s->srv->dns, &in, out) < 0) {
+        /* 1 evaluated, 0 not all cached (nowait only), -1 failed */
+        int rc = out == NULL ? -1
+                 : nowait    ? auth_evaluate_cached(s->srv->dns, &in, out)
+                 : auth_evaluate(s->srv->dns, &in, out) < 0 ? -1 : 1;
+        if (rc == 0) { /* not all cached: the pool does it all */
+            free(out);
+            strbuf_free(&sig);
+            return false;
+        }
+        if (rc < 0) {
+            if (out)
+                auth_outcome_free(out);
             free(out);
             out = NULL;
             log_error(s->sid, "event=auth_checks_failed");
-        } else {
+        }
+        bool dmarc_reject = out && out->disposition == DMARC_POLICY_REJECT;
+        if (!dmarc_reject && s->fc != NULL && filter_message_needed(s->fc)) {
+            int sc = smtp_spam_check(s, out, msg, len, nowait);
+            if (sc > 0) {
+                auth_outcome_free(out);
+                free(out);
+                strbuf_free(&sig);
+                return false;
+            }
+            refused = sc < 0;
+            if (!refused && s->fv.spam)
+                mailbox = "Junk";
+        }
+        /* decided: from here on nothing waits but the store */
+        if (out) {
             const char *nerr = NULL;
             if (auth_outcome_note(s->srv->store, &in, out, &nerr) < 0)
                 log_warn(s->sid, "event=dmarc_note_failed error=\"%s\"", nerr ? nerr : "?");
-            if (out->disposition == DMARC_POLICY_REJECT) {
+            if (dmarc_reject) {
                 s->async_result = SMTP_RESULT_POLICY;
                 str_copy(s->async_error, out->reply, sizeof(s->async_error));
+                refused = true;
+            } else if (out->disposition == DMARC_POLICY_QUARANTINE) {
+                mailbox = "Junk";
+            }
+        }
+        if (refused) {
+            if (out) {
                 auth_outcome_free(out);
                 free(out);
-                if (map)
-                    munmap(map, len);
-                strbuf_free(&sig);
-                loop_call(s->worker->base, smtp_commit_done_loop, s);
-                return;
             }
-            if (out->disposition == DMARC_POLICY_QUARANTINE)
-                mailbox = "Junk";
-        }
-        if (s->fc != NULL && filter_message_needed(s->fc)) {
-            if (smtp_spam_check(s, out, msg, len) < 0) {
-                if (out) {
-                    auth_outcome_free(out);
-                    free(out);
-                }
-                if (map)
-                    munmap(map, len);
-                strbuf_free(&sig);
-                loop_call(s->worker->base, smtp_commit_done_loop, s);
-                return;
-            }
-            if (s->fv.spam)
-                mailbox = "Junk";
+            if (map)
+                munmap(map, len);
+            strbuf_free(&sig);
+            loop_call(s->worker->base, smtp_commit_done_loop, s);
+            return true;
         }
     } else {
         smtp_sign(s, msg, len, &sig);
@@ -673,9 +699,15 @@ static void smtp_filter_work(void *arg)
         if (stx)
             store_tx_abort(stx);
         smtp_filter_fail(s, err ? err : "store write failed");
-        return;
+        return true;
     }
     store_tx_commit(stx, smtp_commit_done, s);
+    return true;
+}
+
+static void smtp_filter_work(void *arg)
+{
+    smtp_check_and_store(arg, false);
 }
 
 /* End of DATA or of the BDAT LAST chunk: answer once for the whole message. */
@@ -695,10 +727,17 @@ static void smtp_message_end(struct smtp_session *s)
         smtp_set_state(s, SMTP_S_WAIT);
         bufferevent_disable(s->bev, EV_READ);
         event_del(s->timer);
-        if (tx->filtered)
-            pool_submit(s->worker->base, smtp_filter_work, NULL, s);
-        else
+        /* on smtp with every DNS answer cached the checks run right here,
+         * saving two thread hand-offs; otherwise on the pool */
+        if (tx->filtered) {
+            bool inline_done = s->role == ROLE_SMTP && s->srv->dns != NULL &&
+                               smtp_check_and_store(s, true);
+            log_debug(s->sid, "event=message_checks run=%s", inline_done ? "loop" : "pool");
+            if (!inline_done)
+                pool_submit(s->worker->base, smtp_filter_work, NULL, s);
+        } else {
             store_tx_commit(tx->stx, smtp_commit_done, s);
+        }
         return;
     }
     smtp_tx_reset(s);

@@ -417,6 +417,43 @@ def test_dmarc_strict_misalignment(env, keys):
     assert result(ar, "dmarc")[0].startswith("dmarc=fail"), ar
 
 
+def message_check_runs(srv, since):
+    return re.findall(r"event=message_checks run=(\w+)", srv.log_text()[since:])
+
+
+def test_cached_checks_run_on_the_loop_with_the_same_verdicts(env, keys):
+    """The end-of-data checks run on the pool while DNS answers must be
+    fetched, and on the session's loop once every answer is cached: both
+    give the same Authentication-Results, the same DMARC refusal and the
+    same Junk filing."""
+    srv, _, _ = env
+    srv.restart()  # an empty DNS cache: the first attempt of each case asks
+    cases = [
+        ("pass", "bounce@mail.dm.test", lambda t: sign(message(t, "user@dm.test"), "dm.test", "s1",
+                                                          keys["rsa"][0]), 250, "INBOX"),
+        ("reject", "bounce@dm.test", lambda t: sign(message(t, "ceo@dm.test"), "dk.test", "s1",
+                                                     keys["rsa"][0]), 550, None),
+        ("quarantine", "bounce@q.test", lambda t: message(t, "user@q.test"), 250, "Junk"),
+    ]
+    for name, sender, make, want, mailbox in cases:
+        ars, runs = [], []
+        for attempt in range(3):
+            t = harness.token("loop" + name)
+            since = len(srv.log_text())
+            code, text = send(srv, sender, make(t))
+            assert code == want, (name, attempt, code, text)
+            runs += message_check_runs(srv, since)
+            if mailbox is None:
+                assert text.startswith("5.7.1"), text
+                assert srv.find(RCPT, t) == [] and srv.find(RCPT, t, "Junk") == []
+                continue
+            ar = authres(stored(srv, t, mailbox))
+            ars.append(re.sub(r"header\.b=\S+", "", ar))
+        # the first attempt had to ask, the last found every answer cached
+        assert runs[0] == "pool" and runs[-1] == "loop", (name, runs)
+        assert all(a == ars[0] for a in ars), (name, ars)
+
+
 def test_forged_authres_removed(env):
     srv, _, _ = env
     t = harness.token("forge")

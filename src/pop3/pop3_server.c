@@ -80,6 +80,7 @@ enum auth_result { AUTH_OK, AUTH_FAIL, AUTH_IN_USE, AUTH_TEMP, AUTH_LOGIN_DELAY 
 
 struct pop3_session {
     struct pop3_session *next, *prev;     /* per-loop list, for draining */
+    bool unlocked;                        /* maildrop lock released (QUIT) */
     char sid[16];
     struct server *srv;
     struct worker *worker;
@@ -698,6 +699,16 @@ static void pop3_expunge_work(void *arg)
     free(uids);
 }
 
+/* Lets go of the maildrop before the last reply goes out, so a client
+ * that logs in again right after QUIT's +OK never finds it locked. */
+static void pop3_unlock(struct pop3_session *s)
+{
+    if (s->account_id > 0 && !s->unlocked) {
+        store_maildrop_unlock(s->srv->store, s->account_id);
+        s->unlocked = true;
+    }
+}
+
 static void pop3_expunge_done(void *arg)
 {
     struct pop3_session *s = arg;
@@ -711,6 +722,7 @@ static void pop3_expunge_done(void *arg)
                  s->expunge_result, count);
     if (pop3_job_done(s))
         return;
+    pop3_unlock(s);
     if (s->expunge_result < 0) {
         /* RFC 1939 6 */
         pop3_close_with(s, "-ERR [SYS/TEMP] some deleted messages not removed, try again later");
@@ -746,6 +758,7 @@ static void cmd_quit(struct pop3_session *s, const struct pop3_command *cmd)
     if (s->account_id > 0)
         pop3_expire_retrieved(s);
     if (s->account_id <= 0 || s->n_deleted == 0) {
+        pop3_unlock(s);
         pop3_close_with(s, "+OK postel POP3 server signing off");
         return;
     }
@@ -1326,8 +1339,7 @@ static void pop3_free(struct pop3_session *s)
 static void pop3_free_now(struct pop3_session *s)
 {
     log_info(s->sid, "event=close");
-    if (s->account_id > 0)
-        store_maildrop_unlock(s->srv->store, s->account_id);
+    pop3_unlock(s);
     if (s->send_fd >= 0)
         close(s->send_fd);
     store_msg_list_free(&s->list);

@@ -223,6 +223,8 @@ static struct store_conn *conn_open(struct store *st, const char **error_r)
 void store_set_no_sync(struct store *st)
 {
     atomic_store(&st->no_sync, true);
+    if (st->wconn != NULL) /* the index thread's own connection, not in conns */
+        sqlite3_exec(st->wconn->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     pthread_mutex_lock(&st->conn_lock);
     for (struct store_conn *c = st->conns; c != NULL; c = c->next)
         sqlite3_exec(c->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);

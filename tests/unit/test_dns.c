@@ -507,6 +507,13 @@ static void test_sync(struct dns_resolver *r)
     CHECK_EQ_STR(res.n == 2 ? res.rr[1].text : "", "hello");
     CHECK(res.ttl > 0 && res.ttl <= 60);
     dns_result_free(&res);
+    /* the cache-only face: answers what is cached, never asks */
+    CHECK(dns_query_cached(r, "txt.test", DNS_T_TXT, &res));
+    CHECK_EQ_INT(res.status, DNS_OK);
+    dns_result_free(&res);
+    CHECK(!dns_query_cached(r, "never-asked.test", DNS_T_TXT, &res));
+    CHECK(dns_query_cached(r, "a..test", DNS_T_A, &res));
+    CHECK_EQ_INT(res.status, DNS_BADNAME);
     CHECK_EQ_INT(dns_query(r, "nx.test", DNS_T_A, &res), DNS_NXDOMAIN);
     CHECK_EQ_INT(res.rcode, 3);
     CHECK_EQ_INT(dns_query(r, "none.test", DNS_T_A, &res), DNS_NODATA);

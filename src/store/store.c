@@ -135,6 +135,51 @@ sqlite3_stmt *store_stmt(struct store_conn *c, enum store_stmt_id id)
     return c->stmt[id];
 }
 
+sqlite3_stmt *store_stmt_kept(struct store_conn *c, const char *sql, const char *schema)
+{
+    int slot = -1;
+    for (int i = 0; i < STORE_XSTMT_MAX; i++) {
+        if (c->xstmt[i].sql == sql) {
+            if (!sqlite3_stmt_busy(c->xstmt[i].s))
+                return c->xstmt[i].s;
+            break;
+        }
+        if (c->xstmt[i].sql == NULL) {
+            slot = i;
+            break;
+        }
+    }
+    unsigned flags = slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v3(c->db, sql, -1, flags, &s, NULL) == SQLITE_OK) {
+            if (slot >= 0) {
+                c->xstmt[slot].sql = sql;
+                c->xstmt[slot].s = s;
+            }
+            return s;
+        }
+        sqlite3_finalize(s);
+        if (schema == NULL || attempt > 0 || store_exec(c, schema, NULL) < 0)
+            break;
+    }
+    store_fail_db(c, NULL, "prepare");
+    return NULL;
+}
+
+void store_stmt_kept_done(struct store_conn *c, sqlite3_stmt *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < STORE_XSTMT_MAX && c->xstmt[i].sql != NULL; i++)
+        if (c->xstmt[i].s == s) {
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            return;
+        }
+    sqlite3_finalize(s);
+}
+
 int store_stmt_run(struct store_conn *c, enum store_stmt_id id)
 {
     sqlite3_stmt *s = store_stmt(c, id);

@@ -64,57 +64,22 @@ static sqlite3_stmt *prepare(struct store *st, struct store_conn **c_r, const ch
     return s;
 }
 
-/* prepare() for a statement kept in the connection (sql: a static text
- * of this file; its address is the key).  A statement still running or a
- * full cache gets a fresh one.  End each use with release(). */
+/* A statement kept in the connection (store_stmt_kept; the tables are
+ * made when missing).  End each use with release(). */
 static sqlite3_stmt *prepare_kept(struct store *st, struct store_conn **c_r, const char *sql)
 {
     struct store_conn *c = store_conn_get(st);
+    *c_r = c;
     if (c == NULL) {
         store_fail_again(NULL);
         return NULL;
     }
-    *c_r = c;
-    int slot = -1;
-    for (int i = 0; i < STORE_XSTMT_MAX; i++) {
-        if (c->xstmt[i].sql == sql) {
-            if (!sqlite3_stmt_busy(c->xstmt[i].s))
-                return c->xstmt[i].s;
-            break;
-        }
-        if (c->xstmt[i].sql == NULL) {
-            slot = i;
-            break;
-        }
-    }
-    if (slot < 0)
-        return prepare(st, c_r, sql);
-    sqlite3_stmt *s = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) == SQLITE_OK) {
-            c->xstmt[slot].sql = sql;
-            c->xstmt[slot].s = s;
-            return s;
-        }
-        sqlite3_finalize(s);
-        s = NULL;
-        if (attempt == 0 && store_exec(c, filter_schema, NULL) < 0)
-            return NULL;
-    }
-    store_fail_db(c, NULL, "prepare");
-    return NULL;
+    return store_stmt_kept(c, sql, filter_schema);
 }
 
-/* Ends a use of a statement from prepare_kept (or prepare). */
 static void release(struct store_conn *c, sqlite3_stmt *s)
 {
-    for (int i = 0; i < STORE_XSTMT_MAX && c->xstmt[i].sql != NULL; i++)
-        if (c->xstmt[i].s == s) {
-            sqlite3_reset(s);
-            sqlite3_clear_bindings(s);
-            return;
-        }
-    sqlite3_finalize(s);
+    store_stmt_kept_done(c, s);
 }
 
 /* run() for a statement from prepare_kept. */

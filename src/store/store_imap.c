@@ -44,50 +44,16 @@ static struct store_conn *conn(struct store *st)
     return c;
 }
 
-/* A statement for sql (a string literal of this file: its address is the
- * key), kept prepared in the connection (store_conn.xstmt) and reset
- * after each use by unprep().  A statement still running (nested use)
- * or a full cache gets a fresh one, which unprep() finalizes. */
+/* A statement for sql kept prepared in the connection; unprep() ends
+ * each use (store_stmt_kept). */
 static sqlite3_stmt *prep(struct store_conn *c, const char *sql)
 {
-    int slot = -1;
-    for (int i = 0; i < STORE_XSTMT_MAX; i++) {
-        if (c->xstmt[i].sql == sql) {
-            if (!sqlite3_stmt_busy(c->xstmt[i].s))
-                return c->xstmt[i].s;
-            break;
-        }
-        if (c->xstmt[i].sql == NULL) {
-            slot = i;
-            break;
-        }
-    }
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v3(c->db, sql, -1, slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, &s,
-                           NULL) != SQLITE_OK) {
-        sqlite3_finalize(s);
-        store_fail_db(c, NULL, "imap");
-        return NULL;
-    }
-    if (slot >= 0) {
-        c->xstmt[slot].sql = sql;
-        c->xstmt[slot].s = s;
-    }
-    return s;
+    return store_stmt_kept(c, sql, NULL);
 }
 
-/* Ends a use of prep()'s statement (NULL is fine). */
 static void unprep(struct store_conn *c, sqlite3_stmt *s)
 {
-    if (s == NULL)
-        return;
-    for (int i = 0; i < STORE_XSTMT_MAX && c->xstmt[i].sql != NULL; i++)
-        if (c->xstmt[i].s == s) {
-            sqlite3_reset(s);
-            sqlite3_clear_bindings(s);
-            return;
-        }
-    sqlite3_finalize(s);
+    store_stmt_kept_done(c, s);
 }
 
 static const char *norm_name(const char *name)

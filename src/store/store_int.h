@@ -147,6 +147,14 @@ struct store_conn *store_conn_get(struct store *st);
 /* A cached statement, reset and with its bindings cleared.  Callers
  * sqlite3_reset() it when done so no read transaction stays open. */
 sqlite3_stmt *store_stmt(struct store_conn *c, enum store_stmt_id id);
+/* A statement for sql kept prepared in c (store_conn.xstmt; sql is a
+ * string literal, its address the key).  A statement still running (nested
+ * use) or a full cache gets a fresh one.  When preparing fails and schema
+ * is not NULL, schema is run once (tables made lazily) and it is tried
+ * again.  End each use with store_stmt_kept_done (NULL is fine), which
+ * resets a kept statement and finalizes a fresh one.  NULL on error. */
+sqlite3_stmt *store_stmt_kept(struct store_conn *c, const char *sql, const char *schema);
+void store_stmt_kept_done(struct store_conn *c, sqlite3_stmt *s);
 /* Runs a cached statement without results (BEGIN, SAVEPOINT...). 0 or -1. */
 int store_stmt_run(struct store_conn *c, enum store_stmt_id id);
 /* Runs SQL without results.  0 or -1 (error recorded). */

@@ -100,8 +100,9 @@ int main(int argc, char **argv)
             return 1;
         }
         n++;
-        t = now_s();
-    } while (t - t0 < sign_for);
+        t = (n & 7) == 0 ? now_s() : t0;    /* a CPU clock read is a system call */
+    } while (n < 8 || t - t0 < sign_for);
+    t = now_s();
     if (strcmp(only, "verify") != 0)
         printf("sign %.1f\n", n / (t - t0));
     if (strcmp(only, "sign") == 0)
@@ -125,8 +126,9 @@ int main(int argc, char **argv)
             return 1;
         }
         n++;
-        t = now_s();
-    } while (t - t0 < seconds);
+        t = (n & 7) == 0 ? now_s() : t0;
+    } while (n < 8 || t - t0 < seconds);
+    t = now_s();
     printf("verify %.1f\n", n / (t - t0));
     free(signed_msg);
     strbuf_free(&rec);

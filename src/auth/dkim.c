@@ -11,8 +11,10 @@
 #include "auth/dkim_int.h"
 
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,8 @@ struct sig_state {
     bool body_done;
     char key_name[DKIM_SIG_NAME_MAX];
     EVP_PKEY *pkey;
+    EVP_PKEY_CTX *vctx;          /* RSA: ready to verify a SHA-256 hash */
+    EVP_MD_CTX *vmd;             /* Ed25519: ready to verify */
     unsigned char body_hash[32];
     uint64_t body_total;         /* canonical body length */
 };
@@ -120,6 +124,10 @@ static void key_name(struct sig_state *st)
 static void sig_setup(struct dkim_verify *v, int field)
 {
     struct sig_state *st = &v->s[v->n++];
+    /* dkim_sig_parse() clears st->sig; the rest starts empty here rather
+     * than by zeroing room for every possible signature up front. */
+    _Static_assert(offsetof(struct sig_state, sig) == 0, "sig comes first");
+    memset(&st->vd, 0, sizeof(*st) - offsetof(struct sig_state, vd));
     const struct dkim_field *f = &v->m.fields[field];
     st->field = field;
     const char *val;
@@ -148,9 +156,10 @@ static void sig_setup(struct dkim_verify *v, int field)
 
 struct dkim_verify *dkim_verify_new(const char *msg, size_t len, time_t now)
 {
-    struct dkim_verify *v = calloc(1, sizeof(*v));
+    struct dkim_verify *v = malloc(sizeof(*v));
     if (v == NULL)
         return NULL;
+    v->n = 0;
     v->now = now ? now : time(NULL);
     if (dkim_msg_index(&v->m, msg, len) < 0) {
         free(v);
@@ -181,61 +190,132 @@ const char *dkim_verify_key_name(const struct dkim_verify *v, int idx)
     return v->s[idx].key_name;
 }
 
-/* Parsed public keys, shared by every verification in the process:
- * OpenSSL 3 takes longer to decode an RSA key than to verify a signature
- * with it, and the same few keys sign most of the mail a server receives.
- * Keyed by the exact p= bytes and type; a hit hands out a new reference.
- * Entries are replaced least recently used first. */
+/* Key records and their parsed keys, shared by every verification in the
+ * process: OpenSSL 3 takes longer to decode an RSA key, and to set a
+ * context up for it, than to verify a signature with it, and the same few
+ * keys sign most of the mail a server receives.  Keyed by the exact TXT
+ * record, so a record seen before is neither parsed nor decoded again;
+ * each entry keeps what the record says besides p=, the key, and a
+ * context made ready to verify with it (a verification works on its own
+ * copy).  Entries are replaced least recently used first. */
 #define KEY_CACHE_SIZE   64
-#define KEY_CACHE_DER    1100     /* longer keys (RSA > 8192 bits) are not kept */
+#define KEY_CACHE_TXT    1500     /* longer records (RSA over 8192 bits) are not kept */
+
+/* A key record's tags besides p= (struct dkim_keyrec without the key). */
+struct key_policy {
+    enum dkim_key_type type;
+    bool sha256_ok, email_ok, testing, strict, revoked;
+};
+
+/* A key with the context to verify with it. */
+struct verify_key {
+    EVP_PKEY *pkey;
+    EVP_PKEY_CTX *vctx;           /* RSA */
+    EVP_MD_CTX *vmd;              /* Ed25519 */
+};
 
 struct key_cache_entry {
-    bool rsa;
     size_t len;
-    unsigned char der[KEY_CACHE_DER];
-    EVP_PKEY *pkey;
+    char txt[KEY_CACHE_TXT];
+    struct key_policy pol;
+    struct verify_key k;
     uint64_t used;
 };
 static struct key_cache_entry key_cache[KEY_CACHE_SIZE];
 static uint64_t key_cache_clock;
 static pthread_mutex_t key_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static EVP_PKEY *key_cache_get(bool rsa, const unsigned char *der, size_t len)
+static void verify_key_free(struct verify_key *k)
 {
-    EVP_PKEY *pk = NULL;
-    if (len > KEY_CACHE_DER)
-        return NULL;
+    EVP_PKEY_CTX_free(k->vctx);
+    EVP_MD_CTX_free(k->vmd);
+    EVP_PKEY_free(k->pkey);
+    *k = (struct verify_key){ NULL, NULL, NULL };
+}
+
+/* rsa-sha256 is RSASSA-PKCS1-v1_5 over SHA-256 (RFC 6376 3.3.1): the
+ * context checks a hash computed apart.  Ed25519 signs the SHA-256 hash of
+ * the data with pure Ed25519 (RFC 8463 3), a one-shot DigestVerify. */
+static int verify_key_ready(struct verify_key *k, bool rsa)
+{
+    if (rsa) {
+        k->vctx = EVP_PKEY_CTX_new(k->pkey, NULL);
+        return k->vctx != NULL && EVP_PKEY_verify_init(k->vctx) == 1 &&
+                       EVP_PKEY_CTX_set_rsa_padding(k->vctx, RSA_PKCS1_PADDING) == 1 &&
+                       EVP_PKEY_CTX_set_signature_md(k->vctx, dkim_sha256()) == 1
+                   ? 0
+                   : -1;
+    }
+    k->vmd = EVP_MD_CTX_new();
+    return k->vmd != NULL && EVP_DigestVerifyInit(k->vmd, NULL, NULL, NULL, k->pkey) == 1 ? 0 : -1;
+}
+
+/* A verification's own copy of k (a new reference to the key, a duplicate
+ * of the context).  0 or -1. */
+static int verify_key_copy(const struct verify_key *k, struct verify_key *out)
+{
+    *out = (struct verify_key){ NULL, NULL, NULL };
+    if (k->vctx != NULL && (out->vctx = EVP_PKEY_CTX_dup(k->vctx)) == NULL)
+        return -1;
+    if (k->vmd != NULL) {
+        out->vmd = EVP_MD_CTX_new();
+        if (out->vmd == NULL || EVP_MD_CTX_copy_ex(out->vmd, k->vmd) != 1) {
+            verify_key_free(out);
+            return -1;
+        }
+    }
+    if (EVP_PKEY_up_ref(k->pkey) != 1) {
+        verify_key_free(out);
+        return -1;
+    }
+    out->pkey = k->pkey;
+    return 0;
+}
+
+static int key_cache_get(const char *txt, size_t len, struct key_policy *pol,
+                         struct verify_key *out)
+{
+    int rc = -1;
+    if (len > KEY_CACHE_TXT)
+        return -1;
     pthread_mutex_lock(&key_cache_lock);
-    for (int i = 0; i < KEY_CACHE_SIZE && pk == NULL; i++) {
+    for (int i = 0; i < KEY_CACHE_SIZE; i++) {
         struct key_cache_entry *e = &key_cache[i];
-        if (e->pkey != NULL && e->rsa == rsa && e->len == len && memcmp(e->der, der, len) == 0 &&
-            EVP_PKEY_up_ref(e->pkey) == 1) {
-            e->used = ++key_cache_clock;
-            pk = e->pkey;
+        if (e->k.pkey != NULL && e->len == len && memcmp(e->txt, txt, len) == 0) {
+            rc = verify_key_copy(&e->k, out);
+            if (rc == 0) {
+                *pol = e->pol;
+                e->used = ++key_cache_clock;
+            }
+            break;
         }
     }
     pthread_mutex_unlock(&key_cache_lock);
-    return pk;
+    return rc;
 }
 
-static void key_cache_put(bool rsa, const unsigned char *der, size_t len, EVP_PKEY *pk)
+/* Takes k over (the caller keeps a copy). */
+static void key_cache_put(const char *txt, size_t len, const struct key_policy *pol,
+                          struct verify_key *k)
 {
-    if (len > KEY_CACHE_DER || EVP_PKEY_up_ref(pk) != 1)
+    if (len > KEY_CACHE_TXT) {
+        verify_key_free(k);
         return;
-    EVP_PKEY *old;
+    }
+    struct verify_key old;
     pthread_mutex_lock(&key_cache_lock);
     struct key_cache_entry *e = &key_cache[0];
-    for (int i = 1; i < KEY_CACHE_SIZE && e->pkey != NULL; i++)
-        if (key_cache[i].pkey == NULL || key_cache[i].used < e->used)
+    for (int i = 1; i < KEY_CACHE_SIZE && e->k.pkey != NULL; i++)
+        if (key_cache[i].k.pkey == NULL || key_cache[i].used < e->used)
             e = &key_cache[i];
-    old = e->pkey;
-    e->rsa = rsa;
+    old = e->k;
     e->len = len;
-    memcpy(e->der, der, len);
-    e->pkey = pk;
+    memcpy(e->txt, txt, len);
+    e->pol = *pol;
+    e->k = *k;
     e->used = ++key_cache_clock;
     pthread_mutex_unlock(&key_cache_lock);
-    EVP_PKEY_free(old);                     /* users hold their own references */
+    verify_key_free(&old);                  /* users hold their own copies */
 }
 
 /* p= holds a SubjectPublicKeyInfo (RFC 6376 3.6.1); a bare PKCS#1
@@ -255,54 +335,98 @@ static EVP_PKEY *rsa_key_parse(const struct dkim_keyrec *kr)
     return NULL;
 }
 
-static EVP_PKEY *public_key(const struct dkim_keyrec *kr, bool rsa)
+/* The key of kr with a context to verify with (none for an RSA key of a
+ * size refused anyway).  0 or -1. */
+static int key_build(const struct dkim_keyrec *kr, struct verify_key *k)
 {
-    EVP_PKEY *pk = key_cache_get(rsa, kr->p, kr->p_len);
-    if (pk != NULL)
-        return pk;
+    bool rsa = kr->type == DKIM_KEY_RSA;
+    *k = (struct verify_key){ NULL, NULL, NULL };
     if (rsa)
-        pk = rsa_key_parse(kr);
+        k->pkey = rsa_key_parse(kr);
     else if (kr->p_len == 32)
-        pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, kr->p, 32);
-    if (pk != NULL)
-        key_cache_put(rsa, kr->p, kr->p_len, pk);
-    return pk;
+        k->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, kr->p, 32);
+    if (k->pkey == NULL)
+        return -1;
+    int bits = EVP_PKEY_get_bits(k->pkey);
+    if ((!rsa || (bits >= DKIM_RSA_MIN_BITS && bits <= DKIM_RSA_MAX_BITS)) &&
+        verify_key_ready(k, rsa) < 0) {
+        verify_key_free(k);
+        return -1;
+    }
+    return 0;
 }
 
-/* The checks of RFC 6376 6.1.2 and RFC 8301 on a parsed key record, and
- * the key loaded.  NULL, or why the signature is a permerror. */
-static const char *key_check(struct sig_state *st, const struct dkim_keyrec *kr)
+/* The checks of RFC 6376 6.1.2 and RFC 8301 that need only the record's
+ * tags.  NULL, or why the signature is a permerror. */
+static const char *key_policy_check(struct sig_state *st, const struct key_policy *pol)
 {
     const struct dkim_sig *sig = &st->sig;
-    bool is_rsa = sig->alg == DKIM_ALG_RSA_SHA256;
-    st->vd.testing = kr->testing;
-    if (kr->revoked)
+    st->vd.testing = pol->testing;
+    if (pol->revoked)
         return "key revoked";
-    if ((kr->type == DKIM_KEY_RSA) != is_rsa)
+    if ((pol->type == DKIM_KEY_RSA) != (sig->alg == DKIM_ALG_RSA_SHA256))
         return "key type does not match a=";
-    if (!kr->sha256_ok)
+    if (!pol->sha256_ok)
         return "key h= does not allow sha256";
-    if (!kr->email_ok)
+    if (!pol->email_ok)
         return "key is not for email (s=)";
     const char *at = strrchr(sig->i, '@');
-    if (kr->strict && (at == NULL || strcasecmp(at + 1, sig->d) != 0))
+    if (pol->strict && (at == NULL || strcasecmp(at + 1, sig->d) != 0))
         return "i= domain must equal d= (key t=s)";
-    if (is_rsa) {
-        st->pkey = public_key(kr, true);
-        if (st->pkey == NULL)
-            return "bad public key";
-        st->vd.key_bits = EVP_PKEY_get_bits(st->pkey);
-        if (st->vd.key_bits < DKIM_RSA_MIN_BITS)
-            return "RSA key under 1024 bits (RFC 8301)";
-        if (st->vd.key_bits > DKIM_RSA_MAX_BITS)
-            return "RSA key over 8192 bits";
-    } else {
-        st->pkey = public_key(kr, false);
-        if (st->pkey == NULL)
-            return "bad public key";
-        st->vd.key_bits = 256;
-    }
     return NULL;
+}
+
+/* Gives st the key k (st owns it from here) and checks its size. */
+static const char *key_use(struct sig_state *st, struct verify_key *k)
+{
+    st->pkey = k->pkey;
+    st->vctx = k->vctx;
+    st->vmd = k->vmd;
+    if (st->sig.alg != DKIM_ALG_RSA_SHA256) {
+        st->vd.key_bits = 256;
+        return NULL;
+    }
+    st->vd.key_bits = EVP_PKEY_get_bits(st->pkey);
+    if (st->vd.key_bits < DKIM_RSA_MIN_BITS)
+        return "RSA key under 1024 bits (RFC 8301)";
+    if (st->vd.key_bits > DKIM_RSA_MAX_BITS)
+        return "RSA key over 8192 bits";
+    return NULL;
+}
+
+/* One TXT record at the key name: 1 when it is the key (st decided when
+ * it fails a check), 0 when it does not parse (*why_r says why). */
+static int key_from_record(struct sig_state *st, const char *rec, size_t len,
+                           struct dkim_keyrec *kr, const char **why_r)
+{
+    struct key_policy pol;
+    struct verify_key k, mine;
+    const char *bad;
+    if (key_cache_get(rec, len, &pol, &k) == 0) {
+        bad = key_policy_check(st, &pol);
+        if (bad == NULL)
+            bad = key_use(st, &k);
+        else
+            verify_key_free(&k);
+    } else {
+        if (dkim_keyrec_parse(rec, len, kr, why_r) < 0)
+            return 0;
+        pol = (struct key_policy){ kr->type,   kr->sha256_ok, kr->email_ok,
+                                   kr->testing, kr->strict,    kr->revoked };
+        bad = key_policy_check(st, &pol);
+        if (bad == NULL && key_build(kr, &k) < 0)
+            bad = "bad public key";
+        else if (bad == NULL) {
+            if (verify_key_copy(&k, &mine) == 0) {
+                key_cache_put(rec, len, &pol, &k);
+                k = mine;
+            }
+            bad = key_use(st, &k);
+        }
+    }
+    if (bad != NULL)
+        decide(st, DKIM_PERMERROR, bad);
+    return 1;
 }
 
 void dkim_verify_set_key(struct dkim_verify *v, int idx, enum dkim_dns_status status,
@@ -331,10 +455,7 @@ void dkim_verify_set_key(struct dkim_verify *v, int idx, enum dkim_dns_status st
     for (int r = 0; r < txt->n && r < DKIM_TXT_RECORDS; r++) {
         const char *why = NULL;
         size_t len = txt->len[r] < DKIM_TXT_LEN ? txt->len[r] : DKIM_TXT_LEN - 1;
-        if (dkim_keyrec_parse(txt->rec[r], len, kr, &why) == 0) {
-            const char *bad = key_check(st, kr);
-            if (bad != NULL)
-                decide(st, DKIM_PERMERROR, bad);
+        if (key_from_record(st, txt->rec[r], len, kr, &why)) {
             free(kr);
             return;
         }
@@ -392,25 +513,22 @@ static int hash_own_field(const struct dkim_msg *m, const struct sig_state *st, 
     return rc;
 }
 
+/* The header hash checked against b= with the context public_key() made
+ * ready (RFC 6376 3.7, RFC 8463 3). */
 static int crypto_verify(const struct sig_state *st, const struct strbuf *data)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL)
+    unsigned char hash[32];
+    if (EVP_Digest(data->data, data->len, hash, NULL, dkim_sha256(), NULL) != 1)
         return -1;
-    int ok;
-    if (st->sig.alg == DKIM_ALG_RSA_SHA256) {
-        ok = EVP_DigestVerifyInit(ctx, NULL, dkim_sha256(), NULL, st->pkey) == 1 &&
-             EVP_DigestVerify(ctx, st->sig.b, st->sig.b_len, (const unsigned char *)data->data,
-                              data->len) == 1;
-    } else {
-        /* RFC 8463 3: Ed25519 (pure) signs the SHA-256 hash of the data. */
-        unsigned char hash[32];
-        ok = EVP_Digest(data->data, data->len, hash, NULL, dkim_sha256(), NULL) == 1 &&
-             EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, st->pkey) == 1 &&
-             EVP_DigestVerify(ctx, st->sig.b, st->sig.b_len, hash, sizeof(hash)) == 1;
-    }
-    EVP_MD_CTX_free(ctx);
-    return ok ? 0 : -1;
+    if (st->sig.alg == DKIM_ALG_RSA_SHA256)
+        return st->vctx != NULL &&
+                       EVP_PKEY_verify(st->vctx, st->sig.b, st->sig.b_len, hash, sizeof(hash)) == 1
+                   ? 0
+                   : -1;
+    return st->vmd != NULL &&
+                   EVP_DigestVerify(st->vmd, st->sig.b, st->sig.b_len, hash, sizeof(hash)) == 1
+               ? 0
+               : -1;
 }
 
 /* Body hash, then header hash and signature (RFC 6376 6.1.3).  Sets the
@@ -481,8 +599,11 @@ void dkim_verify_free(struct dkim_verify *v)
 {
     if (v == NULL)
         return;
-    for (int i = 0; i < v->n; i++)
+    for (int i = 0; i < v->n; i++) {
+        EVP_PKEY_CTX_free(v->s[i].vctx);
+        EVP_MD_CTX_free(v->s[i].vmd);
         EVP_PKEY_free(v->s[i].pkey);
+    }
     dkim_msg_free(&v->m);
     free(v);
 }

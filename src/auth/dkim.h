@@ -132,7 +132,10 @@ const char *dkim_verdict_format(const struct dkim_verdict *vd, char *buf, size_t
 enum dkim_key_type { DKIM_KEY_RSA, DKIM_KEY_ED25519 };
 
 struct evp_pkey_st;
-/* A private signing key with its domain and selector.  Owns pkey. */
+struct evp_md_ctx_st;
+/* A private signing key with its domain and selector.  Owns pkey and
+ * sign_ctx (a context made ready to sign with pkey, copied for each
+ * signature; NULL in a key filled by hand, which then signs the slow way). */
 struct dkim_key {
     char domain[256];
     char selector[64];
@@ -140,6 +143,7 @@ struct dkim_key {
     enum dkim_key_type type;
     int bits;
     struct evp_pkey_st *pkey;
+    struct evp_md_ctx_st *sign_ctx;
 };
 
 /* Loads a PEM private key (PKCS#8 or PKCS#1 RSA; RSA >= 1024 bits, or

@@ -21,7 +21,7 @@ struct dkim_msg {
     const char *msg;
     size_t len;
     struct dkim_field *fields;
-    int n_fields;
+    int n_fields, fields_alloc;
     size_t body_off;     /* first body byte (len when there is no body) */
     bool truncated;      /* header over DKIM_HEADER_MAX or DKIM_FIELDS_MAX */
 };
@@ -48,18 +48,21 @@ typedef void dkim_sink_fn(void *arg, const char *data, size_t len);
 
 /* Streaming body canonicalizer (RFC 6376 3.4.3, 3.4.4): feed the body in
  * any pieces; the canonical bytes go to sink, cut at limit when has_limit
- * (l=).  total counts every canonical byte, cut or not. */
-#define DKIM_BODY_BUF 8192
+ * (l=).  total counts every canonical byte, cut or not.  Runs of input that
+ * are already canonical (most of a usual body) are passed on as they are;
+ * the state kept between pieces is bounded (a count of held line ends and
+ * two flags), so the cut points never change the output. */
+#define DKIM_BODY_BUF    8192
+#define DKIM_BODY_DIRECT 512     /* runs this long go to sink without a copy */
 struct dkim_body_canon {
     enum dkim_canon c;
     bool has_limit;
     uint64_t limit;
     uint64_t total;
     uint64_t pending_crlf;   /* line ends not yet written (trailing ones vanish) */
-    bool pending_cr;         /* a CR that may start a CRLF */
+    bool pending_cr;         /* the piece ended in a CR that may start a CRLF */
     bool pending_wsp;        /* relaxed: WSP run not yet written */
     bool emitted;            /* any non-line-end byte written */
-    bool line_start;         /* nothing of the current line seen yet */
     dkim_sink_fn *sink;
     void *arg;
     /* Canonical bytes gathered before they go to sink, so the hash sees a

@@ -15,13 +15,21 @@
 
 /* The fields signed when present (RFC 6376 5.4.1), each instance once;
  * From once more than it occurs, so none can be added (RFC 6376 8.15). */
-static const char *const sign_fields[] = {
-    "from", "reply-to", "subject", "date", "to", "cc", "message-id", "in-reply-to",
-    "references", "mime-version", "content-type", "content-transfer-encoding", "content-id",
-    "content-description", "sender", "resent-date", "resent-from", "resent-sender", "resent-to",
-    "resent-cc", "resent-message-id", "list-id", "list-help", "list-unsubscribe",
-    "list-unsubscribe-post", "list-subscribe", "list-post", "list-owner", "list-archive",
+#define F(s) { s, sizeof(s) - 1 }
+static const struct {
+    const char *name;
+    size_t len;
+} sign_fields[] = {
+    F("from"), F("reply-to"), F("subject"), F("date"), F("to"), F("cc"), F("message-id"),
+    F("in-reply-to"), F("references"), F("mime-version"), F("content-type"),
+    F("content-transfer-encoding"), F("content-id"), F("content-description"), F("sender"),
+    F("resent-date"), F("resent-from"), F("resent-sender"), F("resent-to"), F("resent-cc"),
+    F("resent-message-id"), F("list-id"), F("list-help"), F("list-unsubscribe"),
+    F("list-unsubscribe-post"), F("list-subscribe"), F("list-post"), F("list-owner"),
+    F("list-archive"),
 };
+#undef F
+#define N_SIGN_FIELDS (sizeof(sign_fields) / sizeof(sign_fields[0]))
 
 static void hash_sink(void *arg, const char *data, size_t len)
 {
@@ -67,12 +75,37 @@ static void fold_put(struct fold *f, const char *s, size_t n, bool space)
     f->col += n;
 }
 
-/* "name=value;" as one token. */
+/* "name=value;" as one token (built by hand: this runs for every message). */
 static void fold_tag(struct fold *f, const char *name, const char *val)
 {
     char tok[512];
-    int n = snprintf(tok, sizeof(tok), "%s=%s;", name, val);
-    fold_put(f, tok, n > 0 && (size_t)n < sizeof(tok) ? (size_t)n : 0, true);
+    size_t nl = strlen(name), vl = strlen(val);
+    if (nl + vl + 2 >= sizeof(tok)) {
+        fold_put(f, "", 0, true);
+        return;
+    }
+    memcpy(tok, name, nl);
+    tok[nl] = '=';
+    memcpy(tok + nl + 1, val, vl);
+    tok[nl + 1 + vl] = ';';
+    fold_put(f, tok, nl + vl + 2, true);
+}
+
+/* Decimal digits of v into buf (24 bytes), terminated. */
+static void fmt_time(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0, o = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        buf[o++] = '-';
+    while (n > 0)
+        buf[o++] = tmp[--n];
+    buf[o] = '\0';
 }
 
 struct sign_job {
@@ -95,13 +128,19 @@ static int sig_head(const struct dkim_key *key, const struct sign_job *job, stru
     fold_tag(&f, "c", "relaxed/relaxed");
     fold_tag(&f, "d", key->domain);
     fold_tag(&f, "s", key->selector);
-    snprintf(t, sizeof(t), "%lld", (long long)job->now);
+    fmt_time(t, (long long)job->now);
     fold_tag(&f, "t", t);
     for (int i = 0; i < job->n_names; i++) {
         char tok[96];
-        int n = snprintf(tok, sizeof(tok), "%s%.*s%c", i == 0 ? "h=" : "", (int)job->lens[i],
-                         job->names[i], i + 1 < job->n_names ? ':' : ';');
-        fold_put(&f, tok, (size_t)n, i == 0);
+        size_t n = 0;
+        if (i == 0) {
+            memcpy(tok, "h=", 2);
+            n = 2;
+        }
+        memcpy(tok + n, job->names[i], job->lens[i]);    /* names come from sign_fields */
+        n += job->lens[i];
+        tok[n++] = i + 1 < job->n_names ? ':' : ';';
+        fold_put(&f, tok, n, i == 0);
     }
     fold_tag(&f, "bh", job->bh);
     fold_put(&f, "b=", 2, true);
@@ -116,14 +155,16 @@ static int sign_data(const struct dkim_key *key, const struct strbuf *data, unsi
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL)
         return -1;
-    int ok;
-    if (key->type == DKIM_KEY_RSA) {
-        ok = EVP_DigestSignInit(ctx, NULL, dkim_sha256(), NULL, key->pkey) == 1 &&
+    bool rsa = key->type == DKIM_KEY_RSA;
+    int ok = key->sign_ctx != NULL
+                 ? EVP_MD_CTX_copy_ex(ctx, key->sign_ctx) == 1
+                 : EVP_DigestSignInit(ctx, NULL, rsa ? dkim_sha256() : NULL, NULL, key->pkey) == 1;
+    if (rsa) {
+        ok = ok &&
              EVP_DigestSign(ctx, sig, sig_len, (const unsigned char *)data->data, data->len) == 1;
     } else {
         unsigned char hash[32];
-        ok = EVP_Digest(data->data, data->len, hash, NULL, dkim_sha256(), NULL) == 1 &&
-             EVP_DigestSignInit(ctx, NULL, NULL, NULL, key->pkey) == 1 &&
+        ok = ok && EVP_Digest(data->data, data->len, hash, NULL, dkim_sha256(), NULL) == 1 &&
              EVP_DigestSign(ctx, sig, sig_len, hash, sizeof(hash)) == 1;
     }
     EVP_MD_CTX_free(ctx);
@@ -170,18 +211,23 @@ out:
     return rc;
 }
 
-/* h= lists each usual field as often as it occurs, From once more. */
+/* h= lists each usual field as often as it occurs, From once more, in
+ * sign_fields order.  One pass over the header counts them. */
 static int sign_names(const struct dkim_msg *m, const char **names, size_t *lens)
 {
+    int count[N_SIGN_FIELDS] = { 1 };
+    for (int i = 0; i < m->n_fields; i++)
+        for (size_t k = 0; k < N_SIGN_FIELDS; k++)
+            if (dkim_field_is(m, &m->fields[i], sign_fields[k].name, sign_fields[k].len)) {
+                count[k]++;
+                break;
+            }
     int n = 0;
-    for (size_t k = 0; k < sizeof(sign_fields) / sizeof(sign_fields[0]); k++) {
-        size_t len = strlen(sign_fields[k]);
-        int count = dkim_msg_count(m, sign_fields[k], len) + (k == 0 ? 1 : 0);
-        for (int c = 0; c < count && n < DKIM_H_MAX; c++) {
-            names[n] = sign_fields[k];
-            lens[n++] = len;
+    for (size_t k = 0; k < N_SIGN_FIELDS; k++)
+        for (int c = 0; c < count[k] && n < DKIM_H_MAX; c++) {
+            names[n] = sign_fields[k].name;
+            lens[n++] = sign_fields[k].len;
         }
-    }
     return n;
 }
 

@@ -5,9 +5,9 @@
  *   3 body canonicalization  4 header canonicalization 5 verification
  *   6 sign-then-verify       7 From domain             8 base64
  * Besides "no crash", each checks what must hold: spans inside the input,
- * canonical output the same whole and in pieces and free of what the
- * algorithm removes, a signature made here verifying here, base64 round
- * trips.
+ * canonical body output equal to a plain line-by-line reference, the same
+ * whole and in pieces cut anywhere, and free of what the algorithm removes,
+ * a signature made here verifying here, base64 round trips.
  */
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -72,13 +72,75 @@ static void body(struct strbuf *out, enum dkim_canon c, const char *s, size_t le
     CHECK_OR_ABORT(bc.total >= out->len);
 }
 
+/* RFC 6376 3.4.3 / 3.4.4 the plain way, line by line (out: 2 * len + 2). */
+static size_t ref_body(enum dkim_canon c, const char *in, size_t len, char *out)
+{
+    size_t o = 0, pending = 0, pos = 0;
+    while (pos < len) {
+        const char *nl = memchr(in + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - in) : len, e = end;
+        if (nl && e > pos && in[e - 1] == '\r')
+            e--;
+        char *line = out + o + 2 * pending;           /* room for held line ends */
+        size_t n = 0;
+        for (size_t i = pos; i < e; i++) {
+            bool wsp = in[i] == ' ' || in[i] == '\t';
+            if (c == DKIM_CANON_SIMPLE || !wsp)
+                line[n++] = in[i];
+            else if (n == 0 || line[n - 1] != ' ')
+                line[n++] = ' ';
+        }
+        if (c == DKIM_CANON_RELAXED && n > 0 && line[n - 1] == ' ')
+            n--;
+        if (n == 0) {
+            pending += nl != NULL;
+        } else {
+            for (size_t k = 0; k < pending; k++)
+                memcpy(out + o + 2 * k, "\r\n", 2);
+            o += 2 * pending + n;
+            pending = 0;
+            memcpy(out + o, "\r\n", 2);
+            o += 2;
+        }
+        pos = nl ? end + 1 : len;
+    }
+    if (c == DKIM_CANON_SIMPLE && o == 0) {
+        memcpy(out, "\r\n", 2);
+        o = 2;
+    }
+    return o;
+}
+
+/* Pieces of pseudo-random lengths (from the input's length), 1 to 300. */
+static void body_uneven(struct strbuf *out, enum dkim_canon c, const char *s, size_t len)
+{
+    struct dkim_body_canon bc;
+    uint32_t x = (uint32_t)len * 2654435761u + 1;
+    strbuf_reset(out);
+    strbuf_append(out, "", 0);
+    dkim_body_init(&bc, c, false, 0, sb_sink, out);
+    for (size_t i = 0; i < len;) {
+        x = x * 1103515245u + 12345u;
+        size_t n = 1 + (x >> 16) % 300;
+        n = n < len - i ? n : len - i;
+        dkim_body_feed(&bc, s + i, n);
+        i += n;
+    }
+    dkim_body_final(&bc);
+}
+
 static void fuzz_body(const char *s, size_t len)
 {
     struct strbuf whole, part;
     strbuf_init(&whole, 4 * len + 16);
     strbuf_init(&part, 4 * len + 16);
+    char *ref = malloc(2 * len + 4);
     for (int c = 0; c < 2; c++) {
         body(&whole, c, s, len, len ? len : 1, false, 0);
+        size_t rlen = ref_body(c, s, len, ref);
+        CHECK_OR_ABORT(whole.len == rlen && memcmp(whole.data, ref, rlen) == 0);
+        body_uneven(&part, c, s, len);
+        CHECK_OR_ABORT(part.len == whole.len && memcmp(part.data, whole.data, whole.len) == 0);
         for (size_t step = 1; step <= 7; step += 3) {
             body(&part, c, s, len, step, false, 0);
             CHECK_OR_ABORT(part.len == whole.len && memcmp(part.data, whole.data, whole.len) == 0);
@@ -99,6 +161,7 @@ static void fuzz_body(const char *s, size_t len)
         if (whole.len >= 4)
             CHECK_OR_ABORT(memcmp(o + whole.len - 4, "\r\n\r\n", 4) != 0);
     }
+    free(ref);
     strbuf_free(&whole);
     strbuf_free(&part);
 }

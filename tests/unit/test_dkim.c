@@ -132,6 +132,146 @@ static void test_body_canon_random(void)
     strbuf_free(&got);
 }
 
+/* Building blocks of the random bodies below: what the canonicalizer
+ * treats specially (SP, HTAB, CR, LF, CRLF, bare CR, bare LF, WSP before a
+ * line end, empty and WSP-only lines) between ordinary text, control and
+ * 8-bit bytes. */
+static const char *const body_tokens[] = {
+    "a", "word", "Line of text", ".", "\x01", "\x7f", "\xc3\xa9", " ", "  ", "\t", " \t ",
+    "\t\t", "\r\n", "\n", "\r", "\r\r\n", "\n\n", "\r\n\r\n", " \r\n", "\t\n", " \r", "\r \n",
+    "\r\n \r\n", "\r\n\t", "x\r\ny",
+};
+#define N_BODY_TOKENS (sizeof(body_tokens) / sizeof(body_tokens[0]))
+
+/* A random body of up to about max bytes: random tokens, sometimes mostly
+ * text with dirty lines (the usual mail), sometimes lines past the
+ * canonicalizer's line and buffer sizes, often many empty or WSP-only
+ * lines at the end. */
+static size_t random_body(char *buf, size_t max, unsigned *seed)
+{
+    size_t n = 0;
+    int style = rand_r(seed) % 5;
+    while (n + 64 < max && rand_r(seed) % (style == 4 ? 4000 : 300) != 0) {
+        const char *t;
+        char one[2] = { 0, 0 };
+        if (style == 0) {
+            t = body_tokens[rand_r(seed) % N_BODY_TOKENS];
+        } else if (style == 1) {                      /* text lines, some with WSP to squeeze */
+            t = rand_r(seed) % 8 ? "Line of the report:  figures are\tattached.  \r\n"
+                                 : body_tokens[rand_r(seed) % N_BODY_TOKENS];
+        } else if (style == 2) {                      /* single bytes */
+            one[0] = " \t\r\nab\x01"[rand_r(seed) % 7];
+            t = one;
+        } else if (style == 3) {                      /* mostly clean text */
+            t = rand_r(seed) % 10 ? "plain words on a line\r\n" : body_tokens[rand_r(seed) % N_BODY_TOKENS];
+        } else {                                      /* long lines */
+            t = rand_r(seed) % 300 ? (rand_r(seed) % 3 ? "abcdefgh" : " \t") : "\r\n";
+        }
+        size_t tl = strlen(t);
+        memcpy(buf + n, t, tl);
+        n += tl;
+    }
+    int tail = rand_r(seed) % 3 == 0 ? rand_r(seed) % 20 : 0;
+    for (int i = 0; i < tail && n + 8 < max; i++) {
+        const char *t = (const char *[]){ "\r\n", "\n", " \t\r\n", "\r\n\r\n", " " }[rand_r(seed) % 5];
+        memcpy(buf + n, t, strlen(t));
+        n += strlen(t);
+    }
+    return n;
+}
+
+static void md_sink(void *arg, const char *data, size_t len);
+
+struct md_and_sb {
+    EVP_MD_CTX *md;
+    struct strbuf *sb;
+};
+
+/* The pieces the canonicalizer hands on go to a digest and are kept. */
+static void md_sb_sink(void *arg, const char *data, size_t len)
+{
+    struct md_and_sb *both = arg;
+    md_sink(both->md, data, len);
+    sb_sink(both->sb, data, len);
+}
+
+/* Feeds in[0..len) in random pieces (one byte, a few, or large; cut
+ * anywhere, between CR and LF too) and returns the SHA-256 of the
+ * canonical body in hash, the bytes in out, the total in *total. */
+static void canon_random_pieces(enum dkim_canon c, bool has_l, uint64_t l, const char *in,
+                                size_t len, unsigned *seed, struct strbuf *out,
+                                unsigned char hash[32], uint64_t *total)
+{
+    struct md_and_sb both = { EVP_MD_CTX_new(), out };
+    EVP_DigestInit_ex(both.md, EVP_sha256(), NULL);
+    strbuf_reset(out);
+    strbuf_append(out, "", 0);
+    struct dkim_body_canon bc;
+    dkim_body_init(&bc, c, has_l, l, md_sb_sink, &both);
+    int mode = rand_r(seed) % 4;
+    for (size_t i = 0; i < len;) {
+        size_t n = mode == 0 ? 1 : 1 + (size_t)(rand_r(seed) % (mode == 1 ? 3 : mode == 2 ? 100 : 20000));
+        n = n > len - i ? len - i : n;
+        dkim_body_feed(&bc, in + i, n);
+        i += n;
+    }
+    dkim_body_final(&bc);
+    unsigned int hl = 0;
+    EVP_DigestFinal_ex(both.md, hash, &hl);
+    EVP_MD_CTX_free(both.md);
+    *total = bc.total;
+}
+
+/* Thousands of random bodies through the streaming canonicalizer in random
+ * pieces, with and without l=, against the plain line-by-line reference
+ * (ref_body_canon): the same bytes, the same SHA-256, the same total. */
+static void test_body_canon_pieces(void)
+{
+    enum { MAX = 24000 };
+    char *in = malloc(MAX), *ref = malloc(2 * MAX + 4);
+    struct strbuf got;
+    strbuf_init(&got, 4 * MAX);
+    unsigned seed = 20261124;
+    int cases = 0, bad_bytes = 0, bad_hash = 0, bad_total = 0, bad_l = 0, reported = 0;
+    for (int round = 0; round < 4000; round++) {
+        size_t len = random_body(in, round % 10 == 0 ? MAX : 2000, &seed);
+        for (int ci = 0; ci < 2; ci++) {
+            enum dkim_canon c = ci ? DKIM_CANON_RELAXED : DKIM_CANON_SIMPLE;
+            size_t rlen = ref_body_canon(c, in, len, ref);
+            unsigned char want[32], hash[32];
+            EVP_Digest(ref, rlen, want, NULL, EVP_sha256(), NULL);
+            uint64_t total;
+            canon_random_pieces(c, false, 0, in, len, &seed, &got, hash, &total);
+            cases++;
+            if (got.len != rlen || memcmp(got.data, ref, rlen) != 0)
+                bad_bytes++;
+            if (memcmp(hash, want, 32) != 0)
+                bad_hash++;
+            if (total != rlen)
+                bad_total++;
+            /* l= anywhere from 0 to past the end: the first l bytes, and
+             * the full length counted. */
+            uint64_t l = (uint64_t)(rand_r(&seed) % (rlen + 3));
+            canon_random_pieces(c, true, l, in, len, &seed, &got, hash, &total);
+            size_t wl = l < rlen ? (size_t)l : rlen;
+            if (got.len != wl || memcmp(got.data, ref, wl) != 0 || total != rlen)
+                bad_l++;
+            if (bad_bytes + bad_hash + bad_total + bad_l > reported) {
+                reported = bad_bytes + bad_hash + bad_total + bad_l;
+                fprintf(stderr, "body canon mismatch: round %d canon %d len %zu\n", round, ci, len);
+            }
+        }
+    }
+    CHECK(cases == 8000);
+    CHECK_EQ_INT(bad_bytes, 0);
+    CHECK_EQ_INT(bad_hash, 0);
+    CHECK_EQ_INT(bad_total, 0);
+    CHECK_EQ_INT(bad_l, 0);
+    free(in);
+    free(ref);
+    strbuf_free(&got);
+}
+
 static void test_body_canon(void)
 {
     static const struct {
@@ -239,6 +379,78 @@ static void test_header_canon(void)
     CHECK_EQ_INT(dkim_canon_header(DKIM_CANON_RELAXED, big, strlen(big), &out), 0);
     CHECK(out.len > 1900 && strncmp(out.data, "x-long:qq q", 11) == 0 && strstr(out.data, "  ") == NULL);
     strbuf_free(&out);
+}
+
+/* RFC 6376 3.4.2 the plain way: unfold (drop every LF and the CR before
+ * it), then WSP runs to one SP, WSP at either end of the value gone. */
+static size_t ref_header_relaxed(const char *f, size_t len, char *out)
+{
+    size_t o = 0;
+    const char *colon = memchr(f, ':', len);
+    size_t name_len = colon ? (size_t)(colon - f) : len;
+    while (name_len > 0 && (f[name_len - 1] == ' ' || f[name_len - 1] == '\t'))
+        name_len--;
+    for (size_t i = 0; i < name_len; i++)
+        out[o++] = (f[i] >= 'A' && f[i] <= 'Z') ? (char)(f[i] + 32) : f[i];
+    out[o++] = ':';
+    char *unfolded = malloc(len + 1);
+    size_t u = 0;
+    for (size_t i = colon ? (size_t)(colon - f) + 1 : len; i < len; i++)
+        if (f[i] != '\n' && !(f[i] == '\r' && i + 1 < len && f[i + 1] == '\n'))
+            unfolded[u++] = f[i];
+    size_t start = o;
+    for (size_t i = 0; i < u; i++) {
+        bool wsp = unfolded[i] == ' ' || unfolded[i] == '\t';
+        if (!wsp)
+            out[o++] = unfolded[i];
+        else if (o > start && out[o - 1] != ' ')
+            out[o++] = ' ';
+    }
+    if (o > start && out[o - 1] == ' ')
+        o--;
+    free(unfolded);
+    out[o++] = '\r';
+    out[o++] = '\n';
+    return o;
+}
+
+/* Random fields (folds, WSP runs, bare CR and LF, 8-bit bytes, values
+ * longer than the canonicalizer's pieces) against the reference. */
+static void test_header_canon_random(void)
+{
+    static const char *const toks[] = { "a", "Subject", "X-Y", " ", "  ", "\t", "\r\n", "\r\n ",
+                                        "\r\n\t", "\n", " \r\n ", "\r", ":", "b c", "\xc3\xa9",
+                                        "Word", "\x01" };
+    enum { MAX = 12000 };
+    char *f = malloc(MAX), *ref = malloc(MAX + 8);
+    struct strbuf got;
+    strbuf_init(&got, 2 * MAX);
+    unsigned seed = 4242;
+    int bad = 0;
+    for (int round = 0; round < 5000; round++) {
+        size_t n = 0;
+        int nt = rand_r(&seed) % (round % 50 == 0 ? 1500 : 40);
+        for (int t = 0; t < nt && n + 16 < MAX; t++) {
+            const char *k = toks[rand_r(&seed) % (sizeof(toks) / sizeof(toks[0]))];
+            memcpy(f + n, k, strlen(k));
+            n += strlen(k);
+        }
+        /* exactly n bytes, so a read past the field shows under ASan */
+        char *field = malloc(n ? n : 1);
+        memcpy(field, f, n);
+        size_t rl = ref_header_relaxed(field, n, ref);
+        strbuf_reset(&got);
+        int rc = dkim_canon_header(DKIM_CANON_RELAXED, field, n, &got);
+        if (rc != 0 || got.len != rl || memcmp(got.data, ref, rl) != 0) {
+            if (bad++ == 0)
+                fprintf(stderr, "header canon mismatch: round %d len %zu\n", round, n);
+        }
+        free(field);
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(f);
+    free(ref);
+    strbuf_free(&got);
 }
 
 static void test_msg_index(void)
@@ -1096,8 +1308,10 @@ int main(void)
     CHECK(rsa2048 && rsa1024 && rsa512 && ed);
     RUN(test_body_canon);
     RUN(test_body_canon_random);
+    RUN(test_body_canon_pieces);
     RUN(test_empty_body_hashes);
     RUN(test_header_canon);
+    RUN(test_header_canon_random);
     RUN(test_msg_index);
     RUN(test_base64);
     RUN(test_tag_lists);

@@ -128,7 +128,7 @@ void capture_check_auth_verify(json_t *auth, const char *data, size_t len,
 /* Registers the API, UI and event routes with the HTTP server. */
 void capture_api_register(const struct capture_settings *settings);
 /* The SMTP commit hook: indexes the new message, prunes, broadcasts. */
-void capture_on_commit(void *arg, const char *queue_id);
+void capture_on_commit(void *arg, const char *queue_id, uint64_t size);
 /* Loads the meta of every stored message (start-up). */
 int capture_cache_warm(void);
 

@@ -1003,7 +1003,7 @@ static int send_build(json_t *b, struct strbuf *out, const char **why)
 }
 
 static void capture_indexed(const char *id, const char *file, const char *data, size_t len,
-                            uint64_t size);
+                            uint64_t size, uint64_t accepted_size);
 
 /* POST /api/v1/send: builds the message and stores it as if received. */
 static void h_send(struct http_exchange *x)
@@ -1041,7 +1041,8 @@ static void h_send(struct http_exchange *x)
         for (size_t i = 0; i < list.n; i++)
             if (list.msgs[i].uid == uid) {
                 snprintf(id, sizeof(id), "%s", file_id(list.msgs[i].file));
-                capture_indexed(id, list.msgs[i].file, msg.data, msg.len, list.msgs[i].size);
+                capture_indexed(id, list.msgs[i].file, msg.data, msg.len, list.msgs[i].size,
+                                msg.len);
             }
         store_msg_list_free(&list);
     }
@@ -1182,9 +1183,17 @@ static void h_static(struct http_exchange *x)
 
 /* ---- commit hook: a message arrived over SMTP ---- */
 
+/* Messages in INBOX when prune() last looked, plus those added since; -1
+ * before the first look.  Deletions only make it high, which costs one
+ * needless look, so a new message loads the list only near --max. */
+static atomic_long prune_known = -1;
+
 static void prune(void)
 {
     if (cs.max_messages <= 0)
+        return;
+    long known = atomic_fetch_add(&prune_known, 1);
+    if (known >= 0 && known + 1 <= (long)cs.max_messages)
         return;
     struct store_msg_list list;
     if (store_msg_list_load(cs.store, cs.account_id, "INBOX", &list) < 0)
@@ -1198,12 +1207,14 @@ static void prune(void)
             log_info(NULL, "event=capture_pruned messages=%zu max=%d", n, cs.max_messages);
         free(idx);
     }
+    atomic_store(&prune_known, (long)(list.n < (size_t)cs.max_messages ? list.n
+                                                                         : (size_t)cs.max_messages));
     store_msg_list_free(&list);
 }
 
 /* Caches a new message's meta and tells the UIs. */
 static void capture_indexed(const char *id, const char *file, const char *data, size_t len,
-                            uint64_t size)
+                            uint64_t size, uint64_t accepted_size)
 {
     struct capture_meta *m = capture_meta_build(id, file, data, len, (int64_t)time(NULL), size);
     if (m == NULL)
@@ -1213,14 +1224,22 @@ static void capture_indexed(const char *id, const char *file, const char *data, 
     json_t *s = m ? json_deep_copy(m->summary) : NULL;
     pthread_mutex_unlock(&cache_lock);
     atomic_fetch_add(&stat_accepted, 1);
-    atomic_fetch_add(&stat_accepted_size, size);
+    atomic_fetch_add(&stat_accepted_size, accepted_size);
     prune();
     if (s)
         broadcast_json("new", s);
 }
 
-void capture_on_commit(void *arg, const char *queue_id)
+void capture_on_commit(void *arg, const char *queue_id, uint64_t size)
 {
+    if (http_sse_clients() == 0) {
+        /* nobody to tell now: the meta is built when the API first lists
+         * the message (meta_get), not on the path of every 250 */
+        atomic_fetch_add(&stat_accepted, 1);
+        atomic_fetch_add(&stat_accepted_size, size);
+        prune();
+        return;
+    }
     char file[160];
     snprintf(file, sizeof(file), "mail/%lld/%s", (long long)cs.account_id, queue_id);
     char *data;
@@ -1229,7 +1248,7 @@ void capture_on_commit(void *arg, const char *queue_id)
         log_warn(NULL, "event=capture_index_failed id=%s", queue_id);
         return;
     }
-    capture_indexed(queue_id, file, data, len, len);
+    capture_indexed(queue_id, file, data, len, len, size);
     free(data);
 }
 

@@ -58,6 +58,7 @@ struct http_conn {
 
 static __thread struct http_conn *conns_head;
 static pthread_mutex_t sse_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int sse_clients;     /* connections in event-stream mode */
 static struct event_base *sse_bases[HTTP_SSE_BASES_MAX];
 static int n_sse_bases;
 
@@ -386,6 +387,11 @@ static void conn_unlink(struct http_conn *c)
     c->prev = c->next = NULL;
 }
 
+int http_sse_clients(void)
+{
+    return atomic_load(&sse_clients);
+}
+
 void http_sse_start(struct http_exchange *x)
 {
     struct http_conn *c = x->conn;
@@ -400,6 +406,7 @@ void http_sse_start(struct http_exchange *x)
     exchange_free(x);
     c->handling = false;
     c->sse = true;
+    atomic_fetch_add(&sse_clients, 1);
     sse_register_base(c->nc->worker->base);
     bufferevent_enable(c->bev, EV_READ);
     struct timeval tv = { HTTP_SSE_PING, 0 };
@@ -458,6 +465,8 @@ static void conn_free(struct http_conn *c)
         return;
     }
     conn_unlink(c);
+    if (c->sse)
+        atomic_fetch_sub(&sse_clients, 1);
     if (c->x)
         exchange_free(c->x);
     if (c->bev)

@@ -90,6 +90,8 @@ void http_sse_start(struct http_exchange *x);
  * contain newlines: JSON from json_dumps(JSON_COMPACT) does not).
  * Any thread. */
 void http_sse_broadcast(const char *event, const char *data);
+/* How many clients are listening to the event stream now. */
+int http_sse_clients(void);
 
 /* Status reason phrase ("Not Found"). */
 const char *http_status_text(int status);

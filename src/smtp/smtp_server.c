@@ -457,7 +457,7 @@ static void smtp_commit_done_loop(void *arg)
         if (!s->dead)
             smtp_reply(s, "250 2.0.0 Ok: queued as %s", s->async_id);
         if (commit_hook)
-            commit_hook(commit_hook_arg, s->async_id);
+            commit_hook(commit_hook_arg, s->async_id, s->tx.dec.size);
     } else if (s->async_result == SMTP_RESULT_POLICY) {
         log_info(s->sid, "event=reject reason=dmarc from=<%s> reply=\"%s\"", s->tx.from.mailbox,
                  s->async_error);

@@ -6,6 +6,7 @@
 #ifndef POSTEL_SMTP_SERVER_H
 #define POSTEL_SMTP_SERVER_H
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Registers the SMTP protocol for its three roles. */
 void smtp_server_register(void);
@@ -13,7 +14,9 @@ void smtp_server_register(void);
 /* Called on the session's loop thread after each message is durably
  * stored (capture mode uses it for live updates and pruning).  Set before
  * server_run; queue_id is the id given in the 250 reply. */
-typedef void smtp_commit_hook_fn(void *arg, const char *queue_id);
+/* Called on the session's loop after a message was stored (queue_id) with
+ * the size of the message as received. */
+typedef void smtp_commit_hook_fn(void *arg, const char *queue_id, uint64_t size);
 void smtp_server_set_commit_hook(smtp_commit_hook_fn *fn, void *arg);
 /* Capture mode with a list of credentials: AUTH succeeds only when fn
  * accepts user and password (called on the pool), and MAIL needs AUTH.

@@ -1,5 +1,6 @@
 """postel capture: SMTP in, Mailpit-compatible REST API out (docs/capture-api.md)."""
 import base64
+import email.policy
 import os
 import smtplib
 import socket
@@ -526,11 +527,16 @@ def test_release_not_configured(cap):
 
 
 def test_info_and_webui(cap):
-    send(cap, make_message("info"))
+    msg = make_message("info")
+    send(cap, msg)
     cap.wait_count(1)
     info = cap.json("GET", "/api/v1/info")
     assert info["Messages"] == 1 and info["Unread"] == 1 and "Version" in info
     assert info["RuntimeStats"]["SMTPAccepted"] == 1
+    # the size as sent (no event-stream client: the message was not parsed
+    # on arrival, only counted)
+    sent = len(msg.as_bytes(policy=email.policy.SMTP))
+    assert abs(info["RuntimeStats"]["SMTPAcceptedSize"] - sent) <= 2, (info["RuntimeStats"], sent)
     webui = cap.json("GET", "/api/v1/webui")
     assert webui["MessageRelay"]["Enabled"] is False
 

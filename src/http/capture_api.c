@@ -301,8 +301,11 @@ static void list_reply(struct http_exchange *x, const struct capture_query *q)
         const struct store_msg *sm = &list.msgs[k];
         bool read = (sm->flags & STORE_FLAG_SEEN) != 0;
         unread += !read;
-        struct capture_meta *m = meta_get(sm);
-        if (m == NULL || (q && !capture_query_match(q, m, read)))
+        /* without a query every message matches: only the page's
+         * messages need their meta (built and cached on first use) */
+        bool on_page = matched >= start && json_array_size(msgs) < (size_t)limit;
+        struct capture_meta *m = q || on_page ? meta_get(sm) : NULL;
+        if ((q || on_page) && (m == NULL || (q && !capture_query_match(q, m, read))))
             continue;
         matched_unread += !read;
         if (matched++ < start || json_array_size(msgs) >= (size_t)limit)

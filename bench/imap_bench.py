@@ -204,9 +204,24 @@ def one_loop(c, rng, state):
     if exists == 0:
         raise RuntimeError("empty INBOX")
     c.cmd(b"FETCH 1:* (FLAGS)")
-    n = rng.randint(1, exists)
-    lines, _ = c.cmd(b"FETCH %d (BODY[])" % n)
-    if not lines or b"BODY[]" not in lines[0]:
+    # Another client of the same account may have expunged the message
+    # picked (its own APPEND) since our SELECT; RFC 2180 4.1 lets the
+    # server answer such a FETCH with no data.  NOOP brings the EXPUNGE
+    # news; then pick again.
+    for attempt in range(5):
+        n = rng.randint(1, exists)
+        lines, _ = c.cmd(b"FETCH %d (BODY[])" % n)
+        if lines and b"BODY[]" in lines[0]:
+            break
+        lines, _ = c.cmd(b"NOOP")
+        for l in lines:
+            if l.endswith(b" EXPUNGE\r\n"):
+                exists -= 1
+            elif l.endswith(b" EXISTS\r\n"):
+                exists = int(l.split()[1])
+        if exists <= 0:
+            raise RuntimeError("empty INBOX")
+    else:
         raise RuntimeError("FETCH BODY[] gave %r" % lines[:1])
     c.cmd(b"SEARCH UNSEEN")
     state[0] = not state[0]

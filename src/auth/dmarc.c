@@ -365,7 +365,15 @@ static void format_uris(struct strbuf *sb, const char *tag, const struct dmarc_u
 {
     for (int i = 0; i < n; i++) {
         strbuf_printf(sb, "%s%s", i == 0 ? "; " : ",", i == 0 ? tag : "");
-        strbuf_printf(sb, "%smailto:%s", i == 0 ? "=" : "", u[i].addr);
+        strbuf_printf(sb, "%smailto:", i == 0 ? "=" : "");
+        /* RFC 7489 6.2: "!" and "," would end the URI, ";" the tag; those
+         * and anything not plainly safe in a mailto URI are %-encoded */
+        for (const unsigned char *c = (const unsigned char *)u[i].addr; *c; c++) {
+            if (isalnum(*c) || strchr("-._~@+=$'()*:/", *c) != NULL)
+                strbuf_append(sb, (const char *)c, 1);
+            else
+                strbuf_printf(sb, "%%%02X", *c);
+        }
         if (u[i].max_size) {
             /* The largest unit that says it exactly: "!10m", not "!10485760". */
             static const char units[] = "tgmk";

@@ -217,6 +217,20 @@ static void test_record_parse(void)
     CHECK_EQ_INT(again.n_rua, 2);
     CHECK_EQ_INT(again.rua[0].max_size, 10u << 20);
     CHECK_EQ_INT(again.ri, 3600);
+    /* an address holding the URI's own delimiters is written %-encoded
+     * and reads back the same (found by fuzz_dmarc) */
+    CHECK_EQ_INT(parse_exact("v=DMARC1; p=none; rua=mailto:a%21b@Example.ORG?subject=x,"
+                             "mailto:c%3Bd%25e@example.org!2k", &rec, err, sizeof(err)), 0);
+    CHECK_EQ_INT(rec.n_rua, 2);
+    CHECK_EQ_STR(rec.rua[0].addr, "a!b@example.org");
+    CHECK_EQ_STR(rec.rua[1].addr, "c;d%e@example.org");
+    dmarc_record_format(&rec, text, sizeof(text));
+    CHECK(strstr(text, "mailto:a%21b@example.org,mailto:c%3Bd%25e@example.org!2k") != NULL);
+    CHECK_EQ_INT(parse_exact(text, &again, err, sizeof(err)), 0);
+    CHECK_EQ_INT(again.n_rua, 2);
+    CHECK_EQ_STR(again.rua[0].addr, "a!b@example.org");
+    CHECK_EQ_STR(again.rua[1].addr, "c;d%e@example.org");
+    CHECK_EQ_INT(again.rua[1].max_size, 2048);
     /* a NUL inside is not a usable record */
     CHECK_EQ_INT(dmarc_record_parse("v=DMARC1; p=none\0x", 18, &rec, err, sizeof(err)), -1);
 }

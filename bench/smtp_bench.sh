@@ -8,6 +8,7 @@
 #   BENCH_N20      messages sent over 20 sessions (default 5000)
 #   BENCH_SIZE     message size in bytes          (default 5120)
 #   BENCH_ONLY     "postel" or "postfix" to run one side only
+#   BENCH_ROUNDS   loads per session count on each server, best kept (default 2)
 #
 # Both servers keep their data on the repository's disk (never tmpfs): an
 # acknowledgement must mean the message is on disk.  smtp-source opens one
@@ -25,6 +26,7 @@ N20=${BENCH_N20:-5000}
 SIZE=${BENCH_SIZE:-5120}
 ONLY=${BENCH_ONLY:-}
 LIMIT=${BENCH_TIMEOUT:-60}
+ROUNDS=${BENCH_ROUNDS:-2}
 PY=/usr/bin/python3
 SMTP_SOURCE=/usr/sbin/smtp-source
 
@@ -186,14 +188,16 @@ bench_postfix() {
     postfix_setup "$port" || { echo "bench: postfix setup failed" >&2; return 1; }
     for s in 1 20; do
         local n=$N1; [ "$s" = 20 ] && n=$N20
-        t0=$(now)
-        el=$(load "$port" "$s" "$n") || return 1
-        total=$((total + n))
-        postfix_wait_delivered "$total" || return 1
-        t1=$(now)
-        RESULT[postfix,$s]=$(rate "$n" "$el")
-        RESULT[postfix_deliv,$s]=$(rate "$n" "$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')")
-        echo "postfix  $s session(s): $n messages accepted in ${el}s; in Maildir after $(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')s"
+        for r in $(seq "$ROUNDS"); do
+            t0=$(now)
+            el=$(load "$port" "$s" "$n") || return 1
+            total=$((total + n))
+            postfix_wait_delivered "$total" || return 1
+            t1=$(now)
+            keep_best postfix "$s" "$(rate "$n" "$el")"
+            keep_best postfix_deliv "$s" "$(rate "$n" "$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')")"
+            echo "postfix  $s session(s), round $r: $n messages accepted in ${el}s; in Maildir after $(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')s"
+        done
     done
 }
 
@@ -271,21 +275,31 @@ EOF
     wait_port "$port" 10 || { echo "bench: postel did not listen on $port" >&2; tail -20 "$WORK/postel.log" >&2; return 1; }
     for s in 1 20; do
         n=$N1; [ "$s" = 20 ] && n=$N20
-        el=$(load "$port" "$s" "$n") || { tail -20 "$WORK/postel.log" >&2; return 1; }
-        total=$((total + n))
-        c=$(postel_count)
-        if [ "$c" != "$total" ]; then
-            echo "bench: postel INBOX holds ${c:-?} messages, expected $total" >&2
-            return 1
-        fi
-        RESULT[postel,$s]=$(rate "$n" "$el")
-        echo "postel   $s session(s): $n messages accepted in ${el}s; INBOX count verified ($c)"
+        for r in $(seq "$ROUNDS"); do
+            el=$(load "$port" "$s" "$n") || { tail -20 "$WORK/postel.log" >&2; return 1; }
+            total=$((total + n))
+            c=$(postel_count)
+            if [ "$c" != "$total" ]; then
+                echo "bench: postel INBOX holds ${c:-?} messages, expected $total" >&2
+                return 1
+            fi
+            keep_best postel "$s" "$(rate "$n" "$el")"
+            echo "postel   $s session(s), round $r: $n messages accepted in ${el}s; INBOX count verified ($c)"
+        done
     done
+}
+
+# keep_best SIDE SESSIONS RATE: RESULT[SIDE,SESSIONS] = the best rate seen
+keep_best() {
+    local cur=${RESULT[$1,$2]:-}
+    if [ -z "$cur" ] || awk -v a="$3" -v b="$cur" 'BEGIN { exit !(a > b) }'; then
+        RESULT[$1,$2]=$3
+    fi
 }
 
 # ---------------------------------------------------------------- main
 [ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing (make deps installs postfix)"
-echo "SMTP benchmark: ${SIZE}-byte messages, smtp-source, one connection per message; $(nproc) cores"
+echo "SMTP benchmark: ${SIZE}-byte messages, smtp-source, one connection per message; $(nproc) cores; best of $ROUNDS rounds per side"
 echo "data on $(df -P "$WORK" | awk 'NR==2 { print $1 }') ($WORK)"
 status=0
 # postel first: Postfix deletes each queue file once it has delivered the

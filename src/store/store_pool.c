@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -231,12 +232,21 @@ int store_pool_take(struct store *st, const char *dir, int64_t account_id, char 
     struct pool_dir *d = pool_dir_get(st, p, dir, account_id);
     d->used = ++p->clock;
     int fd = -1;
-    if (d->n_ready > 0) {
+    while (fd < 0 && d->n_ready > 0) {
         struct pool_file *f = &d->ready[--d->n_ready];
+        /* Still linked?  The directory may have been removed meanwhile
+         * (an account deleted by another process, maybe re-made under the
+         * same id): a message written there would be lost. */
+        struct stat sb;
+        if (fstat(f->fd, &sb) < 0 || sb.st_nlink == 0) {
+            close(f->fd);
+            continue;
+        }
         fd = f->fd;
         memcpy(id_out, f->id, STORE_ID_LEN + 1);
         p->taken++;
-    } else {
+    }
+    if (fd < 0) {
         p->missed++;
         /* ran dry: ask for more next time */
         if (d->want < POOL_PER_DIR && d->requested == false && d->used > 1)

@@ -582,6 +582,18 @@ static int smtp_write_checked(struct smtp_session *s, const struct auth_outcome 
     return rc;
 }
 
+/* What smtp_check_and_store holds while it works. */
+static void check_release(struct auth_outcome *out, void *map, size_t len, struct strbuf *sig)
+{
+    if (out) {
+        auth_outcome_free(out);
+        free(out);
+    }
+    if (map)
+        munmap(map, len);
+    strbuf_free(sig);
+}
+
 /* The whole message is in the spool.  On smtp, run SPF, DKIM and DMARC,
  * refuse what the sender's DMARC policy rejects, file what it quarantines
  * into Junk, score it, and store the message with Authentication-Results
@@ -642,9 +654,7 @@ static bool smtp_check_and_store(struct smtp_session *s, bool nowait)
         if (!dmarc_reject && s->fc != NULL && filter_message_needed(s->fc)) {
             int sc = smtp_spam_check(s, out, msg, len, nowait);
             if (sc > 0) {
-                auth_outcome_free(out);
-                free(out);
-                strbuf_free(&sig);
+                check_release(out, map, len, &sig);
                 return false;
             }
             refused = sc < 0;
@@ -665,13 +675,7 @@ static bool smtp_check_and_store(struct smtp_session *s, bool nowait)
             }
         }
         if (refused) {
-            if (out) {
-                auth_outcome_free(out);
-                free(out);
-            }
-            if (map)
-                munmap(map, len);
-            strbuf_free(&sig);
+            check_release(out, map, len, &sig);
             loop_call(s->worker->base, smtp_commit_done_loop, s);
             return true;
         }
@@ -688,13 +692,7 @@ static bool smtp_check_and_store(struct smtp_session *s, bool nowait)
     if (rc == 0)
         rc = smtp_write_checked(s, out, msg, len, stx);
     filter_verdict_free(&s->fv);
-    if (out) {
-        auth_outcome_free(out);
-        free(out);
-    }
-    if (map)
-        munmap(map, len);
-    strbuf_free(&sig);
+    check_release(out, map, len, &sig);
     if (rc < 0) {
         if (stx)
             store_tx_abort(stx);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -460,6 +461,29 @@ void server_add_service(const struct service_ops *ops)
         services[n_services++] = ops;
 }
 
+/* Each connection holds a descriptor or two, and the store keeps up to 256
+ * message files open ahead of need: a soft limit of 1024 (the usual
+ * default) would cap a busy server far below what it can serve.  Raised
+ * towards the hard limit, at most SERVER_FD_LIMIT (every library in the
+ * process waits on descriptors with epoll or poll, never select). */
+#define SERVER_FD_LIMIT 65536
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > SERVER_FD_LIMIT ? SERVER_FD_LIMIT
+                                                                                  : rl.rlim_max;
+    if (want <= rl.rlim_cur)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_info(NULL, "event=fd_limit from=%llu to=%llu", (unsigned long long)was,
+                 (unsigned long long)want);
+}
+
 int server_run(struct config *cfg)
 {
     static struct server srv_storage;
@@ -469,6 +493,7 @@ int server_run(struct config *cfg)
     signal(SIGHUP, SIG_IGN); /* until the reload handler is installed */
     evthread_use_pthreads();
     log_set_level((enum log_level)cfg->log_level);
+    raise_fd_limit();
     atomic_store(&srv->cfg, cfg);
     if (mkdir_p(cfg->data_dir, 0750) < 0) {
         log_error(NULL, "event=start_failed data_dir=%s error=\"%s\"", cfg->data_dir, strerror(errno));

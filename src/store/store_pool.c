@@ -37,6 +37,7 @@
 
 #define POOL_DIRS       16
 #define POOL_PER_DIR    64
+#define POOL_TOTAL      256          /* open files held at most, all directories */
 #define POOL_FIRST      8            /* first batch for a directory */
 
 struct pool_file {
@@ -60,12 +61,14 @@ struct store_pool {
     pthread_t thread;
     bool stopping;
     uint64_t clock;
+    size_t n_open;                    /* files held, all directories */
     struct pool_dir dirs[POOL_DIRS];
     uint64_t taken, missed;           /* statistics */
 };
 
 static void pool_dir_drop(struct store *st, struct pool_dir *d)
 {
+    st->pool->n_open -= d->n_ready;
     for (size_t i = 0; i < d->n_ready; i++) {
         char path[STORE_RELPATH_MAX + 32];
         snprintf(path, sizeof(path), "%s/%s", d->dir, d->ready[i].id);
@@ -156,8 +159,11 @@ static void *filler_main(void *arg)
         }
         d->requested = false;
         size_t n = d->want > d->n_ready ? d->want - d->n_ready : 0;
+        if (n > POOL_TOTAL - p->n_open)
+            n = POOL_TOTAL - p->n_open; /* a bounded number of descriptors */
         if (n == 0)
             continue;
+        p->n_open += n;                 /* reserved while unlocked */
         char dir[STORE_RELPATH_MAX];
         str_copy(dir, d->dir, sizeof(dir));
         int64_t account_id = d->account_id;
@@ -169,9 +175,12 @@ static void *filler_main(void *arg)
         for (size_t i = 0; i < POOL_DIRS && d == NULL; i++)
             if (strcmp(p->dirs[i].dir, dir) == 0)
                 d = &p->dirs[i];
+        p->n_open -= n;                 /* the reservation, now the real count */
         size_t i = 0;
-        for (; d != NULL && i < made && d->n_ready < POOL_PER_DIR; i++)
+        for (; d != NULL && i < made && d->n_ready < POOL_PER_DIR; i++) {
             d->ready[d->n_ready++] = batch[i];
+            p->n_open++;
+        }
         for (; i < made; i++) {
             char path[STORE_RELPATH_MAX + 32];
             snprintf(path, sizeof(path), "%s/%s", dir, batch[i].id);
@@ -240,11 +249,13 @@ int store_pool_take(struct store *st, const char *dir, int64_t account_id, char 
         struct stat sb;
         if (fstat(f->fd, &sb) < 0 || sb.st_nlink == 0) {
             close(f->fd);
+            p->n_open--;
             continue;
         }
         fd = f->fd;
         memcpy(id_out, f->id, STORE_ID_LEN + 1);
         p->taken++;
+        p->n_open--;
     }
     if (fd < 0) {
         p->missed++;

@@ -524,6 +524,37 @@ int imap_parse_search_return(struct imap_cmd *c, bool allow_save, unsigned *ret_
     return 0;
 }
 
+void imap_write_search_reply(struct strbuf *sb, const char *verb, bool extended,
+                             const struct imap_cmd *c, unsigned ret, const uint32_t *nums,
+                             size_t n, bool uses_modseq, uint64_t max_modseq)
+{
+    if (!extended) {
+        strbuf_printf(sb, "* %s", verb);
+        for (size_t i = 0; i < n; i++)
+            strbuf_printf(sb, " %u", nums[i]);
+        if (uses_modseq && n > 0)
+            strbuf_printf(sb, " (MODSEQ %llu)", (unsigned long long)max_modseq);
+        return;
+    }
+    strbuf_append(sb, "* ESEARCH (TAG ", 15);
+    imap_write_string(sb, c->tag, strlen(c->tag));
+    strbuf_append(sb, ")", 1);
+    if (c->uid)
+        strbuf_append(sb, " UID", 4);
+    if (n > 0 && (ret & IMAP_RET_MIN))
+        strbuf_printf(sb, " MIN %u", nums[0]);
+    if (n > 0 && (ret & IMAP_RET_MAX))
+        strbuf_printf(sb, " MAX %u", nums[n - 1]);
+    if (ret & IMAP_RET_COUNT)
+        strbuf_printf(sb, " COUNT %zu", n);
+    if (n > 0 && (ret & IMAP_RET_ALL)) {
+        strbuf_append(sb, " ALL ", 5);
+        imap_uidset_write(sb, nums, n);
+    }
+    if (uses_modseq && n > 0)
+        strbuf_printf(sb, " MODSEQ %llu", (unsigned long long)max_modseq);
+}
+
 static void send_results(struct search_ctx *x, unsigned ret, bool esearch)
 {
     struct imap_cmd *c = x->c;
@@ -535,31 +566,8 @@ static void send_results(struct search_ctx *x, unsigned ret, bool esearch)
         for (size_t i = 0; i < x->n_hits; i++)
             nums[i] = imap_view_seq(s->sel, x->hits[i]);
     }
-    if (!esearch) {
-        strbuf_append(&sb, "* SEARCH", 8);
-        for (size_t i = 0; i < x->n_hits; i++)
-            strbuf_printf(&sb, " %u", nums[i]);
-        if (x->uses_modseq && x->n_hits > 0)
-            strbuf_printf(&sb, " (MODSEQ %llu)", (unsigned long long)x->max_modseq);
-    } else {
-        strbuf_append(&sb, "* ESEARCH (TAG ", 15);
-        imap_write_string(&sb, c->tag, strlen(c->tag));
-        strbuf_append(&sb, ")", 1);
-        if (c->uid)
-            strbuf_append(&sb, " UID", 4);
-        if (x->n_hits > 0 && (ret & IMAP_RET_MIN))
-            strbuf_printf(&sb, " MIN %u", nums[0]);
-        if (x->n_hits > 0 && (ret & IMAP_RET_MAX))
-            strbuf_printf(&sb, " MAX %u", nums[x->n_hits - 1]);
-        if (ret & IMAP_RET_COUNT)
-            strbuf_printf(&sb, " COUNT %zu", x->n_hits);
-        if (x->n_hits > 0 && (ret & IMAP_RET_ALL)) {
-            strbuf_append(&sb, " ALL ", 5);
-            imap_uidset_write(&sb, nums, x->n_hits);
-        }
-        if (x->uses_modseq && x->n_hits > 0)
-            strbuf_printf(&sb, " MODSEQ %llu", (unsigned long long)x->max_modseq);
-    }
+    imap_write_search_reply(&sb, "SEARCH", esearch, c, ret, nums, x->n_hits, x->uses_modseq,
+                            x->max_modseq);
     strbuf_append(&sb, "\r\n", 2);
     if (sb.data && !(esearch && ret == IMAP_RET_SAVE))
         imap_send_raw(s, sb.data, sb.len);

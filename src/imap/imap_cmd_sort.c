@@ -325,31 +325,8 @@ static void sort_reply(struct sort_ctx *x, const struct imap_search_result *res,
     }
     for (size_t i = 0; i < x->n; i++)
         nums[i] = c->uid ? x->items[i].uid : x->items[i].seq;
-    if (!esort) {
-        strbuf_append(&sb, "* SORT", 6);
-        for (size_t i = 0; i < x->n; i++)
-            strbuf_printf(&sb, " %u", nums[i]);
-        if (res->uses_modseq && x->n > 0)
-            strbuf_printf(&sb, " (MODSEQ %llu)", (unsigned long long)res->max_modseq);
-    } else {
-        strbuf_append(&sb, "* ESEARCH (TAG ", 15);
-        imap_write_string(&sb, c->tag, strlen(c->tag));
-        strbuf_append(&sb, ")", 1);
-        if (c->uid)
-            strbuf_append(&sb, " UID", 4);
-        if (x->n > 0 && (ret & IMAP_RET_MIN))
-            strbuf_printf(&sb, " MIN %u", nums[0]);
-        if (x->n > 0 && (ret & IMAP_RET_MAX))
-            strbuf_printf(&sb, " MAX %u", nums[x->n - 1]);
-        if (ret & IMAP_RET_COUNT)
-            strbuf_printf(&sb, " COUNT %zu", x->n);
-        if (x->n > 0 && (ret & IMAP_RET_ALL)) {
-            strbuf_append(&sb, " ALL ", 5);
-            imap_uidset_write(&sb, nums, x->n);
-        }
-        if (res->uses_modseq && x->n > 0)
-            strbuf_printf(&sb, " MODSEQ %llu", (unsigned long long)res->max_modseq);
-    }
+    imap_write_search_reply(&sb, "SORT", esort, c, ret, nums, x->n, res->uses_modseq,
+                            res->max_modseq);
     free(nums);
     strbuf_append(&sb, "\r\n", 2);
     if (sb.data)

@@ -242,6 +242,13 @@ int imap_search_charset(struct imap_cmd *c);
  * SAVE is refused unless allow_save). */
 int imap_parse_search_return(struct imap_cmd *c, bool allow_save, unsigned *ret_r,
                              bool *extended_r);
+/* The result line of SEARCH/SORT ("* SEARCH 1 2 ...", verb naming the
+ * command) or, when extended, of ESEARCH/ESORT (RFC 4731, RFC 5267) with
+ * the RETURN options in ret, into sb (no CRLF).  nums: n message numbers
+ * or UIDs, in reply order. */
+void imap_write_search_reply(struct strbuf *sb, const char *verb, bool extended,
+                             const struct imap_cmd *c, unsigned ret, const uint32_t *nums,
+                             size_t n, bool uses_modseq, uint64_t max_modseq);
 
 /* STATUS data items for one mailbox into out (also LIST-STATUS). */
 int imap_status_write(struct imap_session *s, const struct store_imap_mbox *m,

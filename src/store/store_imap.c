@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "store/store_messages.h"
 #include "store/store_int.h"
 #include "store/store_messages.h"
 
@@ -571,10 +572,7 @@ long store_imap_changed(struct store *st, int64_t mailbox_id, uint64_t since,
 
 int store_imap_msg_open(struct store *st, const struct store_imap_msg *m)
 {
-    int fd = openat(st->dir_fd, m->file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        store_fail_errno(errno, NULL, "message file");
-    return fd;
+    return store_msg_open(st, m->file); /* a file or a blob, without atime */
 }
 
 int store_imap_keywords(struct store *st, int64_t mailbox_id, char *buf, size_t size)

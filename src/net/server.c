@@ -520,6 +520,8 @@ int server_run(struct config *cfg)
         store_set_blob_messages(srv->store); /* many small messages: no file each */
     else if (store_set_file_pool(srv->store) < 0)
         log_warn(NULL, "event=store_pool_unavailable msg=\"message files are made on demand\"");
+    if (!cfg->capture && store_set_staging(srv->store) < 0)
+        log_warn(NULL, "event=store_staging_unavailable msg=\"messages go straight to files\"");
     store_set_auth_cache(srv->store, (int64_t)cfg->auth_cache_ttl);
     config_each_domain(cfg, add_domain_cb, srv->store);
     struct dns_options dopt;

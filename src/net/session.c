@@ -4,6 +4,7 @@
 #include "net/session.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -12,19 +13,41 @@
 #include "core/log.h"
 #include "net/server.h"
 
-void net_send_vline(struct bufferevent *bev, const char *sid, const char *fmt, va_list ap)
+size_t net_format_vline(char line[NET_LINE_MAX], const char *sid, const char *fmt, va_list ap)
 {
-    char line[NET_LINE_MAX];
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    int n = vsnprintf(line, NET_LINE_MAX - 2, fmt, ap);
     if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
+        return 0;
+    if (n > NET_LINE_MAX - 3)
+        n = NET_LINE_MAX - 3;
     log_debug(sid, "event=reply text=\"%.*s\"", n > 200 ? 200 : n, line);
     line[n++] = '\r';
     line[n++] = '\n';
-    if (bev != NULL)
-        bufferevent_write(bev, line, (size_t)n);
+    return (size_t)n;
+}
+
+void net_send_vline(struct bufferevent *bev, const char *sid, const char *fmt, va_list ap)
+{
+    char line[NET_LINE_MAX];
+    size_t n = net_format_vline(line, sid, fmt, ap);
+    if (bev != NULL && n > 0)
+        bufferevent_write(bev, line, n);
+}
+
+void net_write_plain(struct bufferevent *bev, const void *data, size_t len)
+{
+    if (bev == NULL || len == 0)
+        return;
+    if (bufferevent_get_underlying(bev) == NULL &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        ssize_t n = send(bufferevent_getfd(bev), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+    }
+    if (len > 0) /* the rest (or an error, which the bufferevent reports) */
+        bufferevent_write(bev, data, len);
 }
 
 bool net_output_flushed(struct bufferevent *bev)

@@ -24,6 +24,17 @@ struct server;
 void net_send_vline(struct bufferevent *bev, const char *sid, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* Formats one reply line like net_send_vline into line; returns its
+ * length, CRLF included (0 on a format error). */
+size_t net_format_vline(char line[NET_LINE_MAX], const char *sid, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+/* Writes to a plain socket's bufferevent (not TLS): straight to the socket
+ * while nothing is queued in bev, which saves the write event's round
+ * through the loop (two epoll_ctl calls and a wake-up per reply); what the
+ * socket does not take at once is queued in bev as usual. */
+void net_write_plain(struct bufferevent *bev, const void *data, size_t len);
+
 /* True when every byte written to bev has left for the socket: its own
  * output and that of every bufferevent under it (a TLS filter's socket). */
 bool net_output_flushed(struct bufferevent *bev);

@@ -57,6 +57,8 @@ static const char *const state_names[] = {
 /* A message being checked stays in memory up to this size; beyond it, the
  * rest goes to an unnamed scratch file (store_spool_open). */
 #define SMTP_SPOOL_MEM (256 * 1024)
+#define SMTP_ADDED_HEADERS_EST 1024
+#define SMTP_PEND_MAX (16 * 1024)     /* replies gathered per read, then sent */   /* X-Spam and the like, for the size hint */
 
 struct smtp_rcpt {
     struct smtp_path path;
@@ -102,6 +104,8 @@ struct smtp_session {
     struct bufferevent *bev;
     SSL *ssl;
     bool tls;
+    bool batching;                        /* replies gather in pend (smtp_read_cb) */
+    struct strbuf pend;                   /* replies to one read, sent together */
     char tls_desc[128];
     enum smtp_state state;
     bool ehlo_done, esmtp;
@@ -167,12 +171,34 @@ static void smtp_set_state(struct smtp_session *s, enum smtp_state st)
 static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Sends the replies gathered while input was processed. */
+static void smtp_flush(struct smtp_session *s)
+{
+    if (s->pend.len > 0)
+        net_write_plain(s->bev, s->pend.data, s->pend.len);
+    strbuf_reset(&s->pend);
+}
+
+/* A reply: on a plain connection straight to the socket, the replies to
+ * pipelined commands in one write (smtp_read_cb); through TLS, by the
+ * bufferevent. */
 static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 {
+    char line[NET_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    net_send_vline(s->bev, s->sid, fmt, ap);
+    size_t n = net_format_vline(line, s->sid, fmt, ap);
     va_end(ap);
+    if (s->bev == NULL || n == 0)
+        return;
+    if (s->ssl != NULL) {
+        bufferevent_write(s->bev, line, n);
+        return;
+    }
+    if (s->batching && strbuf_append(&s->pend, line, n) == 0)
+        return;
+    smtp_flush(s); /* what was gathered goes first */
+    net_write_plain(s->bev, line, n);
 }
 
 static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r)
@@ -187,9 +213,11 @@ static void smtp_close_poll_cb(evutil_socket_t fd, short what, void *arg)
         smtp_free(s);
 }
 
-/* Sends a final reply and closes once it is on its way.  The write
- * callback covers plain connections; a TLS filter hands its bytes to the
- * socket below it, whose progress we poll (bounded). */
+/* Sends a final reply and closes once it is on its way.  On a plain
+ * connection with output still queued the write callback frees the
+ * session; otherwise (all sent, or a TLS filter handing its bytes to the
+ * socket below it) the close timer polls the output (bounded), so the
+ * session is never freed under its caller. */
 static void smtp_close_with(struct smtp_session *s, const char *text)
 {
     if (text)
@@ -197,12 +225,11 @@ static void smtp_close_with(struct smtp_session *s, const char *text)
     smtp_set_state(s, SMTP_S_CLOSING);
     if (s->bev == NULL)
         return;
+    smtp_flush(s);
     bufferevent_disable(s->bev, EV_READ);
-    if (bufferevent_get_underlying(s->bev) == NULL) {
-        if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-            smtp_free(s);
+    if (bufferevent_get_underlying(s->bev) == NULL &&
+        evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
         return;
-    }
     if (s->close_ev == NULL)
         s->close_ev = evtimer_new(s->worker->base, smtp_close_poll_cb, s);
     if (s->close_ev == NULL) {
@@ -293,7 +320,7 @@ static void smtp_make_received(struct smtp_session *s, struct strbuf *out)
  * *error_r on failure.  Runs on the loop or, for filtered transactions, on
  * a pool thread while the session waits. */
 static struct store_tx *smtp_store_begin(struct smtp_session *s, const char *mailbox,
-                                         const char **error_r)
+                                         uint64_t size_hint, const char **error_r)
 {
     struct smtp_tx *tx = &s->tx;
     int total = 0;
@@ -334,6 +361,7 @@ static struct store_tx *smtp_store_begin(struct smtp_session *s, const char *mai
         .rcpts = list,
         .n_rcpts = n,
         .submitter_account = s->account_id,
+        .size_hint = size_hint,
     };
     struct store_tx *stx = store_tx_begin(s->srv->store, &env, error_r);
     free(list);
@@ -368,7 +396,7 @@ static int smtp_tx_open(struct smtp_session *s)
         tx->spool_fd = -1;
         strbuf_init(&tx->spool_buf, SMTP_SPOOL_MEM);
     } else {
-        tx->stx = smtp_store_begin(s, "INBOX", &err);
+        tx->stx = smtp_store_begin(s, "INBOX", 0, &err);
         if (tx->stx == NULL) {
             log_error(s->sid, "event=store_error op=tx_begin error=\"%s\"", err ? err : "?");
             smtp_reply(s, "452 4.3.1 Insufficient system storage");
@@ -683,7 +711,13 @@ static bool smtp_check_and_store(struct smtp_session *s, bool nowait)
         smtp_sign(s, msg, len, &sig);
     }
     const char *err = NULL;
-    struct store_tx *stx = smtp_store_begin(s, mailbox, &err);
+    /* a message held in memory has a known size (what the checks add is
+     * small): the store may then keep it in the index commit */
+    uint64_t hint = 0;
+    if (tx->spool_fd < 0)
+        hint = len + sig.len + tx->received.len + SMTP_ADDED_HEADERS_EST +
+               (out ? out->authres.len + out->received_spf.len : 0);
+    struct store_tx *stx = smtp_store_begin(s, mailbox, hint, &err);
     int rc = stx ? 0 : -1;
     if (rc == 0 && sig.len > 0)
         rc = store_tx_write(stx, sig.data, sig.len);
@@ -1605,7 +1639,11 @@ static void smtp_read_cb(struct bufferevent *bev, void *arg)
     struct smtp_session *s = arg;
     if (s->state != SMTP_S_WAIT && s->state != SMTP_S_CLOSING)
         smtp_touch(s);
+    /* nothing in here frees s: a close is finished from the loop */
+    s->batching = s->ssl == NULL;
     smtp_process_input(s);
+    s->batching = false;
+    smtp_flush(s);
 }
 
 static void smtp_write_cb(struct bufferevent *bev, void *arg)
@@ -1674,6 +1712,8 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
         return;
     }
     smtp_reply(s, "220 2.0.0 Ready to start TLS");
+    smtp_flush(s); /* in clear, before the TLS layer takes over */
+    s->batching = false;
     /* Anything pipelined behind STARTTLS was sent in clear text before the
      * handshake: discard it (CVE-2011-0411 class). */
     struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -1733,6 +1773,7 @@ static void smtp_free(struct smtp_session *s)
     struct event *evs[] = { s->timer, s->delay_ev, s->close_ev, s->greet_ev };
     net_session_release(s->srv, s->ip, s->bev, evs, sizeof(evs) / sizeof(evs[0]));
     explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
+    strbuf_free(&s->pend);
     free(s);
 }
 
@@ -1762,6 +1803,8 @@ static void smtp_banner(struct smtp_session *s)
 static void smtp_accept(struct net_conn *c)
 {
     struct smtp_session *s = calloc(1, sizeof(*s));
+    if (s != NULL)
+        strbuf_init(&s->pend, SMTP_PEND_MAX);
     struct server *srv = c->srv;
     if (s == NULL) {
         close(c->fd);

@@ -676,6 +676,8 @@ static struct store *store_alloc(const char *data_dir)
     pthread_mutex_init(&st->q_lock, NULL);
     pthread_cond_init(&st->q_cond, NULL);
     pthread_cond_init(&st->synced_cond, NULL);
+    pthread_cond_init(&st->stage_cond, NULL);
+    pthread_cond_init(&st->ckpt_cond, NULL);
     if (pthread_key_create(&st->conn_key, conn_key_destroy) != 0) {
         free(st);
         return NULL;
@@ -707,6 +709,8 @@ static void store_free(struct store *st)
     pthread_mutex_destroy(&st->q_lock);
     pthread_cond_destroy(&st->q_cond);
     pthread_cond_destroy(&st->synced_cond);
+    pthread_cond_destroy(&st->stage_cond);
+    pthread_cond_destroy(&st->ckpt_cond);
     free(st);
 }
 
@@ -775,6 +779,7 @@ void store_close(struct store *st)
 {
     if (st == NULL)
         return;
+    store_stage_stop(st); /* before the index thread, which drops its blobs */
     store_commit_thread_stop(st);
     store_pool_stop(st);
     if (st->dmarc_q != NULL)

@@ -49,6 +49,15 @@ int store_set_file_pool(struct store *st);
  * in the same transaction as their index rows.  store_msg_open() serves
  * them like files.  Call right after store_open. */
 void store_set_blob_messages(struct store *st);
+/* Stages small local messages: each is made durable inside the index
+ * commit that also records it (one fsync for a whole batch, data
+ * included) and is written out as its file by a background thread after
+ * the 250 (store_stage.c).  Readers see no difference.  Also writes out
+ * what a previous run staged.  For the long-running server; 0 or -1 when
+ * the thread cannot start (messages then go straight to files). */
+int store_set_staging(struct store *st);
+/* Staged bytes not yet written as files, and files written so far. */
+void store_stage_stats(struct store *st, uint64_t *waiting_bytes, uint64_t *written);
 
 /* ---- domains ---- */
 int store_domain_add(struct store *st, const char *domain, const char **error_r);
@@ -131,6 +140,7 @@ struct store_envelope {
     const struct store_tx_rcpt *rcpts;
     size_t n_rcpts;
     int64_t submitter_account;     /* authenticated account or 0 */
+    uint64_t size_hint;            /* bytes the caller will write, 0 if not known */
 };
 
 struct store_tx;

@@ -1292,6 +1292,9 @@ static int copy_link(struct store *st, int64_t account, struct copy_item *items,
                      (long long)account, id);
             if (linkat(st->dir_fd, items[i].file, st->dir_fd, items[i].newfile, 0) == 0)
                 break;
+            /* a staged message has no file yet: write it first */
+            if (errno == ENOENT && attempt == 0 && store_stage_materialize(st, items[i].file) == 0)
+                continue;
             if (errno != EEXIST || attempt > 8) {
                 int e = errno;
                 items[i].newfile[0] = '\0';

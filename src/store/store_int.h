@@ -95,8 +95,24 @@ struct store {
     bool stopping, sync_done;
     bool indexing;                    /* a thread is committing the index (q_lock) */
     struct store_conn *wconn;         /* the index thread's connection */
+    pthread_t ckpt_thread;            /* checkpoints the WAL (store_tx.c) */
+    bool ckpt_started;                /* under start_lock */
+    bool ckpt_wanted;                 /* q_lock */
+    pthread_cond_t ckpt_cond;
     uint64_t n_batches, n_committed;  /* statistics, index thread only */
     struct store_pool *pool;          /* files made ahead (store_pool.c), or NULL */
+    /* staged messages (store_stage.c) */
+    bool staging;                     /* store_set_staging(): small local messages staged */
+    bool stage_started, stage_stop;   /* stage_stop under q_lock */
+    pthread_t stage_thread;
+    pthread_cond_t stage_cond;        /* the writer's wake-up (with q_lock) */
+    atomic_bool stage_kicked;         /* something was staged since the last pass */
+    _Atomic int64_t stage_bytes;      /* staged bytes not yet written as files */
+    _Atomic uint64_t stage_last_ms;   /* when the last staged message was committed */
+    struct store_stage_done *unstage_q; /* written: blobs to drop (q_lock) */
+    bool unstage_busy;                /* taken, not committed yet (q_lock) */
+    uint64_t unstage_since_ms;
+    uint64_t n_materialized;          /* files written by the writer (q_lock) */
     /* DMARC rows written behind (store_dmarc.c), under q_lock */
     struct store_dmarc_pending *dmarc_q, **dmarc_tail;
     size_t dmarc_n;
@@ -115,6 +131,25 @@ void store_pool_stop(struct store *st);
  * account_id > 0 lets the filler create mail/<account_id> when missing. */
 int store_pool_take(struct store *st, const char *dir, int64_t account_id, char *id_out);
 void store_pool_stats(struct store *st, uint64_t *taken, uint64_t *missed);
+
+/* ---- staged messages (store_stage.c) ---- */
+#define STORE_STAGE_MAX (256u * 1024) /* larger messages go straight to files */
+struct store_stage_done;
+/* Whether a new local message of size bytes (all copies) is staged. */
+bool store_stage_accepts(struct store *st, uint64_t size);
+/* A staged transaction was committed (index thread): wakes the writer. */
+void store_stage_committed(struct store *st, uint64_t bytes);
+/* Drops the blobs of messages written as files, inside the index thread's
+ * open transaction on c (a savepoint of their own). */
+void store_stage_write_queued(struct store *st, struct store_conn *c);
+/* Forgets them instead (no transaction could start): written again later. */
+void store_stage_drop_queued(struct store *st);
+/* After that transaction's commit (or rollback): the writer may go on. */
+void store_stage_applied(struct store *st);
+/* Writes a staged message's file now (durably) if it has none; the blob
+ * stays for the writer.  0, or -1 (NOTFOUND: no such message). */
+int store_stage_materialize(struct store *st, const char *file);
+void store_stage_stop(struct store *st);
 
 /* ---- DMARC rows written behind (store_dmarc.c) ---- */
 #define DMARC_PENDING_MS 100          /* longest a row waits for a batch */

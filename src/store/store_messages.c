@@ -206,8 +206,17 @@ int store_msg_open(struct store *st, const char *file)
     int fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM)
         fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT)
-        return blob_open(st, file);
+    if (fd < 0 && errno == ENOENT) {
+        fd = blob_open(st, file);
+        if (fd >= 0 || store_error_kind() != STORE_ERR_NOTFOUND)
+            return fd;
+        /* a staged message's blob goes only once its file is in place
+         * (store_stage.c): it may have been written meanwhile */
+        fd = openat(st->dir_fd, file, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            store_clear_error();
+        return fd;
+    }
     if (fd < 0)
         store_fail_errno(errno, NULL, file);
     return fd;

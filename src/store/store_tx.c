@@ -50,6 +50,8 @@
 #include "core/util.h"
 #include "store/store_imap.h"
 
+#define CKPT_PAGES 4096               /* WAL pages (16 MB) that start a checkpoint */
+
 enum tx_kind {
     TX_LOCAL,                         /* the spool is copies[0]'s file */
     TX_QUEUE                          /* the spool is queue/<id> */
@@ -86,10 +88,11 @@ struct store_tx {
     char spool[STORE_RELPATH_MAX];
     bool spool_created;
     bool spool_dir_synced;            /* from the pool: its entry is durable */
-    bool in_memory;                   /* blob mode: fd is a memfd, copies go to index.db */
+    bool in_memory;                   /* the message is kept in buf, copies go to index.db */
+    bool staged;                      /* in_memory, to be written out as files later */
     uint64_t prefix_len, data_len;   /* data starts at prefix_len in the spool */
-    char *buf;
-    size_t buf_len;
+    char *buf;                        /* write buffer; the whole message when in_memory */
+    size_t buf_len, buf_cap;
     int wr_errno;                     /* first write error, 0 if none */
 
     bool failed;
@@ -229,7 +232,7 @@ static int tx_add_rcpts(struct store_tx *tx, const struct store_envelope *env,
 
 /* Opens the file the data goes to under a fresh id (O_EXCL: an id is never
  * reused while its file exists). */
-static int tx_open_spool(struct store_tx *tx, const char **error_r)
+static int tx_open_spool(struct store_tx *tx, uint64_t size_hint, const char **error_r)
 {
     struct store *st = tx->st;
     tx->kind = tx->n_remotes > 0 ? TX_QUEUE : TX_LOCAL;
@@ -238,15 +241,15 @@ static int tx_open_spool(struct store_tx *tx, const char **error_r)
         snprintf(dir, sizeof(dir), "mail/%lld", (long long)tx->copies[0].account_id);
     else
         str_copy(dir, "queue", sizeof(dir));
-    if (st->blob_messages && tx->kind == TX_LOCAL) {
-        /* the content goes into index.db at commit; until then it lives in
-         * memory (a memfd, so the code below reads and writes it as a file) */
+    if (tx->kind == TX_LOCAL &&
+        (st->blob_messages || store_stage_accepts(st, size_hint * tx->n_copies))) {
+        /* the content goes into index.db at commit (capture mode keeps it
+         * there; staged messages become files after the 250, store_stage.c);
+         * until then it lives in buf */
         random_hex(tx->id, STORE_ID_LEN);
         snprintf(tx->spool, sizeof(tx->spool), "%s/%s", dir, tx->id);
-        tx->fd = memfd_create("postel-message", MFD_CLOEXEC);
-        if (tx->fd < 0)
-            return store_fail_errno(errno, error_r, "memfd_create");
         tx->in_memory = true;
+        tx->staged = !st->blob_messages;
         return 0;
     }
     tx->fd = store_pool_take(st, dir, tx->kind == TX_LOCAL ? tx->copies[0].account_id : 0, tx->id);
@@ -311,13 +314,22 @@ struct store_tx *store_tx_begin(struct store *st, const struct store_envelope *e
     tx->smtputf8 = env->smtputf8;
     tx->body_8bit = env->body_8bit;
     tx->submitter = env->submitter_account;
-    tx->buf = malloc(STORE_TX_BUF);
-    if (oom || tx->buf == NULL) {
+    if (oom) {
         store_fail(STORE_ERR_TEMP, error_r, "out of memory");
         tx_free(tx);
         return NULL;
     }
-    if (tx_add_rcpts(tx, env, error_r) < 0 || tx_open_spool(tx, error_r) < 0) {
+    if (tx_add_rcpts(tx, env, error_r) < 0 || tx_open_spool(tx, env->size_hint, error_r) < 0) {
+        tx_remove_files(tx);
+        tx_free(tx);
+        return NULL;
+    }
+    tx->buf_cap = STORE_TX_BUF;
+    if (tx->in_memory && env->size_hint > 0 && env->size_hint < STORE_TX_BUF * 16)
+        tx->buf_cap = (size_t)env->size_hint + 2 * ADDRESS_MAX + 64; /* sized once */
+    tx->buf = malloc(tx->buf_cap);
+    if (tx->buf == NULL) {
+        store_fail(STORE_ERR_TEMP, error_r, "out of memory");
         tx_remove_files(tx);
         tx_free(tx);
         return NULL;
@@ -326,7 +338,7 @@ struct store_tx *store_tx_begin(struct store *st, const struct store_envelope *e
     if (tx->kind == TX_LOCAL) {
         struct tx_copy *c = &tx->copies[0];
         str_copy(c->path, tx->spool, sizeof(c->path));
-        tx->prefix_len = tx->buf_len = local_prefix(tx->buf, STORE_TX_BUF, tx->sender, c->rcpt);
+        tx->prefix_len = tx->buf_len = local_prefix(tx->buf, tx->buf_cap, tx->sender, c->rcpt);
         first = 1;
     }
     for (size_t i = first; i < tx->n_copies; i++)
@@ -339,6 +351,8 @@ struct store_tx *store_tx_begin(struct store *st, const struct store_envelope *e
 
 static int tx_flush(struct store_tx *tx)
 {
+    if (tx->in_memory)
+        return 0; /* buf is the message */
     if (tx->buf_len > 0 && write_full(tx->fd, tx->buf, tx->buf_len) < 0) {
         tx->wr_errno = errno;
         return -1;
@@ -347,10 +361,38 @@ static int tx_flush(struct store_tx *tx)
     return 0;
 }
 
+/* An in-memory message grows its buffer (capture mode takes any size up to
+ * the SMTP limit; a staged message was sized by its hint). */
+static int tx_grow(struct store_tx *tx, size_t len)
+{
+    size_t need = tx->buf_len + len;
+    if (need < tx->buf_len || need > (size_t)INT32_MAX)
+        return store_fail(STORE_ERR_TEMP, NULL, "message too large for the index");
+    if (need <= tx->buf_cap)
+        return 0;
+    size_t cap = tx->buf_cap * 2 > need ? tx->buf_cap * 2 : need;
+    char *p = realloc(tx->buf, cap);
+    if (p == NULL)
+        return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
+    tx->buf = p;
+    tx->buf_cap = cap;
+    return 0;
+}
+
 int store_tx_write(struct store_tx *tx, const void *data, size_t len)
 {
-    if (tx->wr_errno == 0 && tx->buf_len + len > STORE_TX_BUF && tx_flush(tx) == 0 &&
-        len >= STORE_TX_BUF) {
+    if (tx->in_memory) {
+        if (tx_grow(tx, len) < 0) {
+            tx->wr_errno = ENOMEM;
+            return -1;
+        }
+        memcpy(tx->buf + tx->buf_len, data, len);
+        tx->buf_len += len;
+        tx->data_len += len;
+        return 0;
+    }
+    if (tx->wr_errno == 0 && tx->buf_len + len > tx->buf_cap && tx_flush(tx) == 0 &&
+        len >= tx->buf_cap) {
         if (write_full(tx->fd, data, len) == 0) {
             tx->data_len += len;
             return 0;
@@ -373,6 +415,17 @@ void store_tx_abort(struct store_tx *tx)
     tx_free(tx);
 }
 
+/* Each copy's size when the message is kept in memory. */
+static void tx_sizes_in_memory(struct store_tx *tx)
+{
+    for (size_t i = 0; i < tx->n_copies; i++) {
+        char prefix[2 * ADDRESS_MAX + 64];
+        tx->copies[i].size = i == 0 ? tx->prefix_len + tx->data_len
+                                    : local_prefix(prefix, sizeof(prefix), tx->sender,
+                                                   tx->copies[i].rcpt) + tx->data_len;
+    }
+}
+
 void store_tx_commit(struct store_tx *tx, store_tx_done_fn *done, void *arg)
 {
     struct store *st = tx->st;
@@ -380,9 +433,18 @@ void store_tx_commit(struct store_tx *tx, store_tx_done_fn *done, void *arg)
     tx->arg = arg;
     tx->next = NULL;
     pthread_mutex_lock(&st->q_lock);
-    *st->pending_tail = tx;
-    st->pending_tail = &tx->next;
-    pthread_cond_signal(&st->q_cond);
+    if (tx->in_memory && tx->wr_errno == 0) {
+        /* no file to sync: straight to the index thread's next batch */
+        tx_sizes_in_memory(tx);
+        *st->synced_tail = tx;
+        st->synced_tail = &tx->next;
+        if (!st->indexing)
+            pthread_cond_signal(&st->synced_cond);
+    } else {
+        *st->pending_tail = tx;
+        st->pending_tail = &tx->next;
+        pthread_cond_signal(&st->q_cond);
+    }
     pthread_mutex_unlock(&st->q_lock);
 }
 
@@ -474,7 +536,7 @@ static int tx_make_copy(struct store_tx *tx, struct tx_copy *c, struct dirset *d
     size_t plen = local_prefix(prefix, sizeof(prefix), tx->sender, c->rcpt);
     int rc = write_full(out, prefix, plen);
     if (rc == 0)
-        rc = copy_data(tx->fd, tx->prefix_len, out, tx->data_len, tx->buf, STORE_TX_BUF);
+        rc = copy_data(tx->fd, tx->prefix_len, out, tx->data_len, tx->buf, tx->buf_cap);
     bool sync = !st->use_syncfs && !atomic_load(&st->no_sync);
     if (rc == 0 && sync)
         rc = fdatasync(out); /* the size changed: the inode is written too */
@@ -501,13 +563,7 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
         return -1;
     }
     if (tx->in_memory) {
-        /* nothing on disk: the index commit writes every copy (blob_insert) */
-        for (size_t i = 0; i < tx->n_copies; i++) {
-            char prefix[2 * ADDRESS_MAX + 64];
-            tx->copies[i].size = i == 0 ? tx->prefix_len + tx->data_len
-                                        : local_prefix(prefix, sizeof(prefix), tx->sender,
-                                                       tx->copies[i].rcpt) + tx->data_len;
-        }
+        tx_sizes_in_memory(tx); /* nothing on disk: the index commit writes every copy */
         return 0;
     }
     if (!st->use_syncfs && !atomic_load(&st->no_sync)) {
@@ -587,38 +643,33 @@ static int copy_assign_uid(struct store_conn *c, struct tx_copy *cp, int64_t *mb
 static int blob_insert(struct store_conn *c, struct store_tx *tx, size_t i)
 {
     struct tx_copy *cp = &tx->copies[i];
-    char prefix[2 * ADDRESS_MAX + 64];
-    size_t plen = i == 0 ? 0 : local_prefix(prefix, sizeof(prefix), tx->sender, cp->rcpt);
-    uint64_t from = i == 0 ? 0 : tx->prefix_len;
     size_t len = (size_t)cp->size;
     if (len > (size_t)INT32_MAX)
         return store_fail(STORE_ERR_TEMP, NULL, "message too large for the index");
-    char *buf = malloc(len ? len : 1);
-    if (buf == NULL)
-        return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
-    memcpy(buf, prefix, plen);
-    size_t got = plen;
-    while (got < len) {
-        ssize_t n = pread(tx->fd, buf + got, len - got, (off_t)(from + got - plen));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            free(buf);
-            return store_fail_errno(n < 0 ? errno : EIO, NULL, "message read");
-        }
-        got += (size_t)n;
+    char *copy = NULL;
+    const char *data = tx->buf; /* copy 0: the buffer, its prefix included */
+    if (i > 0) {
+        /* another recipient: its own prefix before the same data */
+        char prefix[2 * ADDRESS_MAX + 64];
+        size_t plen = local_prefix(prefix, sizeof(prefix), tx->sender, cp->rcpt);
+        copy = malloc(len ? len : 1);
+        if (copy == NULL)
+            return store_fail(STORE_ERR_TEMP, NULL, "out of memory");
+        memcpy(copy, prefix, plen);
+        memcpy(copy + plen, tx->buf + tx->prefix_len, len - plen);
+        data = copy;
     }
     sqlite3_stmt *s = store_stmt(c, STMT_BLOB_INSERT);
     if (s == NULL) {
-        free(buf);
+        free(copy);
         return -1;
     }
     store_bind_text(s, 1, cp->path);
-    sqlite3_bind_blob(s, 2, buf, (int)len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, data, (int)len, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    free(buf);
+    free(copy);
     return rc == SQLITE_DONE ? 0 : store_fail_db(c, NULL, "message blob");
 }
 
@@ -696,6 +747,7 @@ static void batch_index(struct store *st, struct store_tx *batch)
     }
     int64_t now = store_now();
     store_dmarc_write_queued(st, c, true); /* rows queued meanwhile ride along */
+    store_stage_write_queued(st, c);       /* and blobs written out as files */
     for (struct store_tx *tx = batch; tx; tx = tx->next) {
         if (tx->failed)
             continue;
@@ -712,6 +764,7 @@ static void batch_index(struct store *st, struct store_tx *batch)
     if (store_commit(c, &err) < 0)
         for (struct store_tx *tx = batch; tx; tx = tx->next)
             tx_fail(tx, "%s", err);
+    store_stage_applied(st);
 }
 
 /* The callback, and the single free path of a committed transaction. */
@@ -721,10 +774,16 @@ static void tx_complete(struct store_tx *tx)
         log_warn(NULL, "event=store_commit_failed id=%s error=\"%s\"", tx->id, tx->error);
         tx_remove_files(tx);
     }
-    if (!tx->failed)
+    if (!tx->failed) {
         /* IDLE and other sessions of the recipients learn of the new mail */
-        for (size_t i = 0; i < tx->n_copies; i++)
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < tx->n_copies; i++) {
             store_imap_notify(tx->st, tx->copies[i].account_id);
+            bytes += tx->copies[i].size;
+        }
+        if (tx->staged)
+            store_stage_committed(tx->st, bytes);
+    }
     if (tx->done != NULL) {
         if (tx->failed)
             tx->done(tx->arg, -1, NULL, tx->error);
@@ -838,7 +897,27 @@ static void index_drain_locked(struct store *st)
         pthread_mutex_lock(&st->q_lock);
     }
     st->indexing = false;
-    pthread_cond_broadcast(&st->synced_cond);
+    /* the index thread waits for nothing else but its timer and the end */
+    if (st->dmarc_q != NULL || st->unstage_q != NULL || st->sync_done || st->stopping)
+        pthread_cond_broadcast(&st->synced_cond);
+}
+
+/* DMARC rows and blob drops that no batch carried, in one transaction. */
+static void write_behind(struct store *st)
+{
+    struct store_conn *c = st->wconn;
+    const char *err;
+    if (store_begin(c, &err) < 0) {
+        log_warn(NULL, "event=store_behind_failed error=\"%s\"", err ? err : "?");
+        store_dmarc_write_queued(st, c, false); /* on its own, or dropped */
+        store_stage_drop_queued(st);            /* the writer does them again */
+        return;
+    }
+    store_dmarc_write_queued(st, c, true);
+    store_stage_write_queued(st, c);
+    if (store_commit(c, &err) < 0)
+        log_warn(NULL, "event=store_behind_failed error=\"%s\"", err ? err : "?");
+    store_stage_applied(st);
 }
 
 /* Indexes what no sync worker took on, and finishes at shutdown. */
@@ -848,12 +927,17 @@ static void *index_main(void *arg)
     pthread_mutex_lock(&st->q_lock);
     for (;;) {
         while ((st->synced == NULL || st->indexing) && !(st->sync_done && !st->indexing)) {
-            if (st->dmarc_q == NULL || st->indexing) {
+            if ((st->dmarc_q == NULL && st->unstage_q == NULL) || st->indexing) {
                 pthread_cond_wait(&st->synced_cond, &st->q_lock);
                 continue;
             }
-            /* DMARC rows wait a little for a batch to carry them */
-            uint64_t due = st->dmarc_since_ms + DMARC_PENDING_MS, now = now_mono_ms();
+            /* DMARC rows and blobs to drop wait a little for a batch to
+             * carry them */
+            uint64_t since = st->dmarc_q == NULL     ? st->unstage_since_ms
+                             : st->unstage_q == NULL ? st->dmarc_since_ms
+                             : st->dmarc_since_ms < st->unstage_since_ms ? st->dmarc_since_ms
+                                                                        : st->unstage_since_ms;
+            uint64_t due = since + DMARC_PENDING_MS, now = now_mono_ms();
             if (now < due) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
@@ -865,7 +949,7 @@ static void *index_main(void *arg)
             }
             st->indexing = true;
             pthread_mutex_unlock(&st->q_lock);
-            store_dmarc_write_queued(st, st->wconn, false);
+            write_behind(st);
             pthread_mutex_lock(&st->q_lock);
             st->indexing = false;
             pthread_cond_broadcast(&st->synced_cond);
@@ -874,6 +958,52 @@ static void *index_main(void *arg)
             break; /* the sync workers have finished and all is indexed */
         if (st->synced != NULL && !st->indexing)
             index_drain_locked(st);
+    }
+    pthread_mutex_unlock(&st->q_lock);
+    return NULL;
+}
+
+/* ---- checkpoints ---- */
+
+/* Called by SQLite after each commit on wconn with the WAL's size in
+ * pages: past CKPT_PAGES the checkpoint thread copies the WAL back into
+ * index.db, so the index thread never does it inside a commit. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store *st = arg;
+    (void)db;
+    (void)name;
+    if (pages >= CKPT_PAGES && !st->ckpt_wanted) {
+        pthread_mutex_lock(&st->q_lock);
+        st->ckpt_wanted = true;
+        pthread_cond_signal(&st->ckpt_cond);
+        pthread_mutex_unlock(&st->q_lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    struct store *st = arg;
+    pthread_mutex_lock(&st->q_lock);
+    for (;;) {
+        while (!st->ckpt_wanted && !st->stopping)
+            pthread_cond_wait(&st->ckpt_cond, &st->q_lock);
+        if (st->stopping)
+            break;
+        st->ckpt_wanted = false;
+        pthread_mutex_unlock(&st->q_lock);
+        /* PASSIVE: copies what no reader still needs, waits for nobody;
+         * the WAL starts over once all of it is copied */
+        struct store_conn *c = store_conn_get(st);
+        int log = 0, done = 0;
+        uint64_t t0 = now_mono_ms();
+        if (c != NULL &&
+            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK)
+            log_warn(NULL, "event=store_checkpoint_failed error=\"%s\"", sqlite3_errmsg(c->db));
+        log_debug(NULL, "event=store_checkpoint wal_pages=%d copied=%d ms=%llu", log, done,
+                  (unsigned long long)(now_mono_ms() - t0));
+        pthread_mutex_lock(&st->q_lock);
     }
     pthread_mutex_unlock(&st->q_lock);
     return NULL;
@@ -889,6 +1019,13 @@ int store_commit_thread_start(struct store *st, const char **error_r)
     if (!st->index_started) {
         rc = pthread_create(&st->index_thread, NULL, index_main, st);
         st->index_started = rc == 0;
+    }
+    if (rc == 0 && !st->ckpt_started &&
+        pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) == 0) {
+        st->ckpt_started = true;
+        /* from now on the checkpoint thread checkpoints, not commits */
+        sqlite3_wal_autocheckpoint(st->wconn->db, 0);
+        sqlite3_wal_hook(st->wconn->db, wal_hook, st);
     }
     while (rc == 0 && st->n_sync_started < STORE_SYNC_THREADS) {
         pthread_mutex_lock(&st->q_lock);
@@ -925,11 +1062,18 @@ void store_commit_thread_stop(struct store *st)
         st->sync_done = true;
     pthread_cond_broadcast(&st->q_cond);
     pthread_cond_signal(&st->synced_cond);
+    pthread_cond_signal(&st->ckpt_cond);
     pthread_mutex_unlock(&st->q_lock);
     for (int i = 0; i < st->n_sync_started; i++)
         pthread_join(st->sync_threads[i], NULL);
     if (st->index_started)
         pthread_join(st->index_thread, NULL);
+    if (st->ckpt_started) {
+        pthread_join(st->ckpt_thread, NULL);
+        st->ckpt_started = false;
+        sqlite3_wal_hook(st->wconn->db, NULL, NULL);
+        sqlite3_wal_autocheckpoint(st->wconn->db, 1000); /* SQLite's default */
+    }
     st->n_sync_started = 0;
     st->index_started = false;
     __atomic_store_n(&st->threads_ready, false, __ATOMIC_RELEASE);

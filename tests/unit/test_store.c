@@ -146,6 +146,8 @@ static void waiter_free(struct waiter *w)
 /* Resolves each address and delivers one message to all of them, the data
  * written in chunks of chunk bytes.  Returns the done() result; the id
  * goes to id_r. */
+static bool deliver_size_hint; /* tell the store the size in advance (staging) */
+
 static int deliver(struct store *st, const char *sender, const char *const *rcpts, size_t n,
                    const char *mailbox, const char *data, size_t len, size_t chunk, char *id_r)
 {
@@ -169,7 +171,8 @@ static int deliver(struct store *st, const char *sender, const char *const *rcpt
             nr++;
         }
     }
-    struct store_envelope env = { .sender = sender, .rcpts = r, .n_rcpts = nr };
+    struct store_envelope env = { .sender = sender, .rcpts = r, .n_rcpts = nr,
+                                  .size_hint = deliver_size_hint ? len : 0 };
     const char *err = NULL;
     struct store_tx *tx = store_tx_begin(st, &env, &err);
     if (tx == NULL) {
@@ -981,6 +984,104 @@ static void test_blob_messages(void)
     store_close(st);
 }
 
+/* Waits (bounded) until the writer has turned every staged message into
+ * its file: no blob left and rel holding nfiles files. */
+static bool staged_settle(struct store *st, const char *rel, int nfiles)
+{
+    for (int i = 0; i < 500; i++) {
+        if (blob_count(st) == 0 && count_files(rel) == nfiles)
+            return true;
+        usleep(20000);
+    }
+    fprintf(stderr, "staged: blobs=%d files=%d (want 0, %d)\n", blob_count(st), count_files(rel), nfiles);
+    return false;
+}
+
+/* Staging: small messages committed with the index, readable at once,
+ * written out as files behind the commit; an expunge before that leaves
+ * neither file nor blob; large ones go straight to files; what a stopped
+ * store left staged is read by the next one and written out once it
+ * stages too. */
+static void test_staged_messages(void)
+{
+    char sub[300], rel[300];
+    snprintf(sub, sizeof(sub), "%s/staged", dir);
+    struct store *st = open_store(sub);
+    if (!st)
+        return;
+    const char *err = NULL;
+    CHECK_EQ_INT(store_user_add(st, "s1@st.test", "pw", &err), 0);
+    CHECK_EQ_INT(store_user_add(st, "s2@st.test", "pw", &err), 0);
+    CHECK_EQ_INT(store_set_staging(st), 0);
+    int64_t a1 = store_user_lookup(st, "s1@st.test");
+    snprintf(rel, sizeof(rel), "staged/mail/%lld", (long long)a1);
+    deliver_size_hint = true;
+    const char *both[] = { "s1@st.test", "s2@st.test" };
+    for (int i = 0; i < 6; i++) {
+        char data[300];
+        snprintf(data, sizeof(data), "Subject: staged %d\r\n\r\nbody %d\r\n", i, i);
+        CHECK_EQ_INT(deliver(st, "s@remote.test", both, i == 5 ? 2 : 1, NULL, data, strlen(data), 7, NULL), 0);
+        /* readable right after the 250, whether or not its file exists yet */
+        char *m = fetch(st, "s1@st.test", "INBOX", (uint32_t)i + 1);
+        CHECK(m != NULL && strncmp(m, "Return-Path: <s@remote.test>\r\nDelivered-To: s1@st.test\r\n", 56) == 0 &&
+              strstr(m, data) != NULL);
+        free(m);
+    }
+    /* expunged at once: its blob goes with the row, and no file stays */
+    uint32_t uids[] = { 2 };
+    CHECK_EQ_INT(store_msg_expunge(st, a1, "INBOX", uids, 1, NULL, &err), 1);
+    /* larger than STORE_STAGE_MAX: a file before the 250 */
+    size_t big_len = STORE_STAGE_MAX + 1000;
+    char *big = malloc(big_len + 1);
+    CHECK(big != NULL);
+    if (big == NULL)
+        return;
+    memset(big, 'x', big_len);
+    memcpy(big, "Subject: big\r\n\r\n", 16);
+    memcpy(big + big_len - 2, "\r\n", 2);
+    big[big_len] = '\0';
+    CHECK_EQ_INT(deliver(st, "s@remote.test", both, 1, NULL, big, big_len, 4096, NULL), 0);
+    CHECK(staged_settle(st, rel, 6)); /* 5 staged and kept, and the big one */
+    char *m = fetch(st, "s1@st.test", "INBOX", 6);
+    CHECK(m != NULL && strstr(m, "Subject: staged 5\r\n\r\nbody 5\r\n") != NULL);
+    free(m);
+    m = fetch(st, "s2@st.test", "INBOX", 1); /* the second recipient's own copy */
+    CHECK(m != NULL && strstr(m, "Delivered-To: s2@st.test\r\n") != NULL && strstr(m, "Subject: staged 5") != NULL);
+    free(m);
+    CHECK(fetch(st, "s1@st.test", "INBOX", 2) == NULL);
+    m = fetch(st, "s1@st.test", "INBOX", 7);
+    CHECK(m != NULL && strlen(m) > big_len && strcmp(m + strlen(m) - big_len, big) == 0);
+    free(m);
+    free(big);
+    uint64_t waiting = 1, written = 0;
+    store_stage_stats(st, &waiting, &written);
+    CHECK(written >= 5);
+    CHECK_EQ_INT((long long)waiting, 0);
+
+    /* staged, then the store closes before its writer runs (or while it
+     * does): the next store reads them without staging, and with staging
+     * writes them out */
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ_INT(deliver(st, "s@remote.test", both, 1, NULL, msg1, strlen(msg1), 100, NULL), 0);
+    store_close(st);
+    st = open_store(sub);
+    CHECK(st != NULL);
+    if (!st)
+        return;
+    for (uint32_t uid = 8; uid <= 27; uid++) {
+        m = fetch(st, "s1@st.test", "INBOX", uid);
+        CHECK(m != NULL && strstr(m, msg1) != NULL);
+        free(m);
+    }
+    CHECK_EQ_INT(store_set_staging(st), 0);
+    CHECK(staged_settle(st, rel, 26));
+    m = fetch(st, "s1@st.test", "INBOX", 27);
+    CHECK(m != NULL && strstr(m, msg1) != NULL);
+    free(m);
+    deliver_size_hint = false;
+    store_close(st);
+}
+
 /* DMARC rows are queued while the commit threads run and written with the
  * next batch, after a short wait, before a reader looks, or at close. */
 static int64_t dmarc_rows(struct store *st)
@@ -1076,6 +1177,7 @@ int main(void)
     RUN(test_file_pool);
     RUN(test_dmarc_rows_behind);
     RUN(test_blob_messages);
+    RUN(test_staged_messages);
     if (getenv("POSTEL_STORE_BENCH") != NULL)
         bench();
     rm_rf(dir);

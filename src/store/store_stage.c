@@ -1,0 +1,483 @@
+/*
+ * Staged messages: small local messages are durable in index.db first and
+ * become files after their 250.
+ *
+ * A message file costs its own fdatasync() before the 250 (and its
+ * directory entry another, or a file made ahead, store_pool.c); the index
+ * commit costs one more, shared by the batch.  With staging on
+ * (store_set_staging, the server outside capture mode) a local message of
+ * at most STORE_STAGE_MAX bytes is written into message_blobs in the same
+ * SQLite transaction as its row, so the batch's one WAL fsync makes message
+ * and row durable together: the group commit covers the data too.
+ *
+ * The writer thread here then turns staged messages into their files,
+ * behind the 250 and in batches: every file of a pass written under a
+ * temporary name and renamed into place (never replacing a file already
+ * there), one syncfs() for the pass, and only then the blobs are dropped, by
+ * the index thread inside its next commit (store_stage_write_queued), so a
+ * crash at any point leaves each message as a blob, a file, or both, and
+ * never neither.  A blob whose message row is gone (expunged before its
+ * file was written) is dropped and its file removed.
+ *
+ * Readers never wait: store_msg_open() falls back to the blob while the
+ * file is not there yet, and IMAP COPY, which hard-links files, writes the
+ * file first (store_stage_materialize).
+ *
+ * Bounded: a staged message is at most STORE_STAGE_MAX bytes, and while
+ * STAGE_BACKLOG_MAX bytes wait to be written new messages go straight to
+ * files again.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <time.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#define STAGE_BACKLOG_MAX (128u * 1024 * 1024) /* bytes waiting to become files */
+#define STAGE_BATCH       256                 /* files per pass */
+#define STAGE_PASS_BYTES  (8u * 1024 * 1024)  /* read into memory per pass */
+#define STAGE_QUIET_MS    100                 /* a pause in new mail that starts a pass */
+#define STAGE_RETRY_MS    1000                /* after a failed pass */
+#define STAGE_IDLE_MS     60000               /* a look with nothing to do */
+
+struct store_stage_done {
+    struct store_stage_done *next;
+    char file[STORE_RELPATH_MAX];
+};
+
+bool store_stage_accepts(struct store *st, uint64_t size)
+{
+    return st->staging && size > 0 && size <= STORE_STAGE_MAX &&
+           (uint64_t)atomic_load(&st->stage_bytes) + size <= STAGE_BACKLOG_MAX;
+}
+
+void store_stage_committed(struct store *st, uint64_t bytes)
+{
+    atomic_fetch_add(&st->stage_bytes, (int64_t)bytes);
+    atomic_store(&st->stage_last_ms, now_mono_ms());
+    if (atomic_exchange(&st->stage_kicked, true))
+        return; /* the writer knows already */
+    pthread_mutex_lock(&st->q_lock);
+    pthread_cond_signal(&st->stage_cond);
+    pthread_mutex_unlock(&st->q_lock);
+}
+
+static bool file_name_ok(const char *file)
+{
+    return strncmp(file, "mail/", 5) == 0 && strstr(file, "..") == NULL &&
+           strlen(file) < STORE_RELPATH_MAX - 24;
+}
+
+/* mail/<account id>/... -> the account id, 0 if the name has none. */
+static int64_t file_account(const char *file)
+{
+    char *end;
+    long long id = strtoll(file + 5, &end, 10);
+    return *end == '/' && id > 0 ? (int64_t)id : 0;
+}
+
+static int dir_fsync(struct store *st, const char *file)
+{
+    char dir[STORE_RELPATH_MAX];
+    str_copy(dir, file, sizeof(dir));
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    int fd = openat(st->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* Writes file with the given content under a temporary name, optionally
+ * fdatasynced, and renames it into place unless a file is already there
+ * (its content is the same message).  0, or -1 with errno (ENOENT: the
+ * account directory is gone). */
+static int write_file(struct store *st, const char *file, const void *data, size_t len, bool sync)
+{
+    char tmp[STORE_RELPATH_MAX];
+    char rnd[12];
+    random_hex(rnd, 8);
+    snprintf(tmp, sizeof(tmp), "%s.t%s", file, rnd);
+    int fd = openat(st->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    int rc = write_full(fd, data, len);
+    if (rc == 0 && sync)
+        rc = fdatasync(fd);
+    int e = errno;
+    close(fd);
+    bool tmp_left = true;
+    if (rc == 0) {
+        rc = renameat2(st->dir_fd, tmp, st->dir_fd, file, RENAME_NOREPLACE);
+        tmp_left = rc < 0;
+        if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
+            /* no RENAME_NOREPLACE here: a hard link refuses to replace too */
+            rc = linkat(st->dir_fd, tmp, st->dir_fd, file, 0);
+        }
+        e = errno;
+        if (rc < 0 && e == EEXIST)
+            rc = 0; /* written already (COPY, or a pass before a crash) */
+    }
+    if (tmp_left)
+        unlinkat(st->dir_fd, tmp, 0);
+    errno = e;
+    return rc;
+}
+
+static bool message_referenced(struct store_conn *c, const char *file)
+{
+    sqlite3_stmt *s = store_stmt(c, STMT_MESSAGE_FILE_EXISTS);
+    if (s == NULL)
+        return true; /* when in doubt, keep */
+    store_bind_text(s, 1, file);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc != SQLITE_DONE;
+}
+
+/* ---- the writer thread ---- */
+
+struct stage_item {
+    char file[STORE_RELPATH_MAX];
+    char *data;
+    size_t len;
+};
+
+/* Reads the next staged messages after rowid *after (at most STAGE_BATCH
+ * or about STAGE_PASS_BYTES) into items, so no read transaction stays open
+ * while files are written: a long reader would keep the WAL from being
+ * checkpointed.  Returns the count, *more when some were left, -1 on error. */
+static int stage_read(struct store_conn *c, int64_t *after, struct stage_item *items, bool *more)
+{
+    sqlite3_stmt *s = store_stmt_kept(c,
+                                      "SELECT rowid, file, data FROM message_blobs"
+                                      " WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                                      NULL);
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_int64(s, 1, *after);
+    sqlite3_bind_int(s, 2, STAGE_BATCH + 1); /* one more tells whether more wait */
+    int n = 0, rc;
+    size_t bytes = 0;
+    *more = false;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == STAGE_BATCH || bytes >= STAGE_PASS_BYTES) {
+            *more = true;
+            break;
+        }
+        const char *file = (const char *)sqlite3_column_text(s, 1);
+        const void *data = sqlite3_column_blob(s, 2);
+        size_t len = (size_t)sqlite3_column_bytes(s, 2);
+        *after = sqlite3_column_int64(s, 0);
+        if (file == NULL || !file_name_ok(file))
+            continue; /* not a message of ours: left alone */
+        struct stage_item *it = &items[n];
+        it->data = malloc(len ? len : 1);
+        if (it->data == NULL) {
+            *more = true;
+            break;
+        }
+        memcpy(it->data, data ? data : "", len);
+        it->len = len;
+        str_copy(it->file, file, sizeof(it->file));
+        bytes += len;
+        n++;
+    }
+    store_stmt_kept_done(c, s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        for (int i = 0; i < n; i++)
+            free(items[i].data);
+        return store_fail_db(c, NULL, "message blobs");
+    }
+    return n;
+}
+
+/* One pass: staged messages written as files, then made durable together
+ * by one syncfs().  Returns the number handled (written, or dropped for
+ * lack of a row) with their list in *done_r, or -1 when the pass failed
+ * (nothing is dropped then); *more when more are waiting. */
+static int stage_pass(struct store *st, struct store_stage_done **done_r, int64_t *after, bool *more)
+{
+    *done_r = NULL;
+    *more = false;
+    struct store_conn *c = store_conn_get(st);
+    struct stage_item *items = calloc(STAGE_BATCH, sizeof(*items));
+    int n_read = c && items ? stage_read(c, after, items, more) : -1;
+    if (n_read < 0) {
+        free(items);
+        return -1;
+    }
+    struct store_stage_done *list = NULL;
+    int n = 0, failed = 0;
+    for (int i = 0; i < n_read; i++) {
+        struct stage_item *it = &items[i];
+        struct store_stage_done *d = calloc(1, sizeof(*d));
+        int w = d != NULL ? write_file(st, it->file, it->data, it->len, false) : -1;
+        if (w < 0 && d != NULL && errno == ENOENT && message_referenced(c, it->file)) {
+            const char *err;
+            if (store_account_dir_create(st, file_account(it->file), &err) == 0)
+                w = write_file(st, it->file, it->data, it->len, false);
+        }
+        if (w < 0 && !(d != NULL && errno == ENOENT && !message_referenced(c, it->file))) {
+            log_warn(NULL, "event=stage_write_failed file=%s error=\"%s\"", it->file,
+                     d ? strerror(errno) : "out of memory");
+            free(d);
+            failed++;
+        } else {
+            str_copy(d->file, it->file, sizeof(d->file));
+            d->next = list;
+            list = d;
+            n++;
+        }
+        free(it->data);
+    }
+    free(items);
+    if (list != NULL && !atomic_load(&st->no_sync) && syncfs(st->dir_fd) < 0) {
+        log_warn(NULL, "event=stage_sync_failed error=\"%s\"", strerror(errno));
+        while (list != NULL) {
+            struct store_stage_done *next = list->next;
+            free(list);
+            list = next;
+        }
+        return -1;
+    }
+    *done_r = list;
+    return failed > 0 && n == 0 ? -1 : n;
+}
+
+/* What waits to be written, from index.db (the running count drifts when
+ * staged messages are expunged before their file is written). */
+static void stage_recount(struct store *st)
+{
+    struct store_conn *c = store_conn_get(st);
+    sqlite3_stmt *s = c ? store_stmt_kept(c, "SELECT coalesce(sum(length(data)), 0)"
+                                             " FROM message_blobs", NULL)
+                        : NULL;
+    if (s == NULL)
+        return;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        atomic_store(&st->stage_bytes, sqlite3_column_int64(s, 0));
+    store_stmt_kept_done(c, s);
+}
+
+static void wait_ms(struct store *st, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_cond_timedwait(&st->stage_cond, &st->q_lock, &ts);
+}
+
+static void *stage_main(void *arg)
+{
+    struct store *st = arg;
+    /* background work: it runs when a core would otherwise idle */
+    struct sched_param sp = { 0 };
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+    int64_t after = 0; /* the pass's rowid cursor; 0 = from the start */
+    bool retry = false, recount = true;
+    pthread_mutex_lock(&st->q_lock);
+    while (!st->stage_stop) {
+        if (st->unstage_q != NULL || st->unstage_busy) {
+            wait_ms(st, STAGE_QUIET_MS); /* the last pass's blobs not dropped yet */
+            continue;
+        }
+        if (recount) {
+            recount = false;
+            pthread_mutex_unlock(&st->q_lock);
+            stage_recount(st);
+            pthread_mutex_lock(&st->q_lock);
+            continue;
+        }
+        if (!atomic_load(&st->stage_kicked) && after == 0) {
+            wait_ms(st, retry ? STAGE_RETRY_MS : STAGE_IDLE_MS);
+            if (!atomic_load(&st->stage_kicked) && !retry)
+                continue; /* nothing new; a failed pass is tried again */
+        }
+        /* yield to a burst of mail: write once it has paused (one pass, one
+         * syncfs() for many files), or when the backlog grows large */
+        uint64_t quiet = now_mono_ms() - atomic_load(&st->stage_last_ms);
+        if (quiet < STAGE_QUIET_MS &&
+            (uint64_t)atomic_load(&st->stage_bytes) < STAGE_BACKLOG_MAX / 2) {
+            wait_ms(st, STAGE_QUIET_MS - quiet);
+            continue;
+        }
+        if (st->stage_stop)
+            break;
+        atomic_store(&st->stage_kicked, false);
+        pthread_mutex_unlock(&st->q_lock);
+        struct store_stage_done *done;
+        bool more;
+        int n = stage_pass(st, &done, &after, &more);
+        retry = n < 0;
+        if (!more) {
+            after = 0;      /* caught up: the next pass starts over */
+            recount = true; /* once the blobs are dropped */
+        }
+        pthread_mutex_lock(&st->q_lock);
+        if (done != NULL) {
+            struct store_stage_done *last = done;
+            while (last->next != NULL)
+                last = last->next;
+            last->next = st->unstage_q;
+            if (st->unstage_q == NULL)
+                st->unstage_since_ms = now_mono_ms();
+            st->unstage_q = done;
+            st->n_materialized += (uint64_t)n;
+            pthread_cond_signal(&st->synced_cond); /* the index thread's timer */
+        }
+    }
+    pthread_mutex_unlock(&st->q_lock);
+    return NULL;
+}
+
+int store_set_staging(struct store *st)
+{
+    if (st->stage_started)
+        return 0;
+    st->staging = true;
+    atomic_store(&st->stage_kicked, true); /* messages staged before a restart */
+    const char *err;
+    if (store_commit_thread_start(st, &err) < 0 ||
+        pthread_create(&st->stage_thread, NULL, stage_main, st) != 0) {
+        st->staging = false;
+        return -1;
+    }
+    st->stage_started = true;
+    return 0;
+}
+
+void store_stage_stop(struct store *st)
+{
+    if (!st->stage_started)
+        return;
+    pthread_mutex_lock(&st->q_lock);
+    st->stage_stop = true;
+    pthread_cond_broadcast(&st->stage_cond);
+    pthread_mutex_unlock(&st->q_lock);
+    pthread_join(st->stage_thread, NULL);
+    st->stage_started = false;
+}
+
+/* ---- on the index thread ---- */
+
+void store_stage_write_queued(struct store *st, struct store_conn *c)
+{
+    pthread_mutex_lock(&st->q_lock);
+    struct store_stage_done *list = st->unstage_q;
+    st->unstage_q = NULL;
+    st->unstage_busy = list != NULL; /* until the caller commits */
+    pthread_mutex_unlock(&st->q_lock);
+    if (list == NULL)
+        return;
+    sqlite3_stmt *del = store_stmt_kept(c, "DELETE FROM message_blobs WHERE file = ?1", NULL);
+    bool ok = del != NULL && store_stmt_run(c, STMT_SAVEPOINT) == 0;
+    while (list != NULL) {
+        struct store_stage_done *next = list->next;
+        if (ok) {
+            sqlite3_reset(del);
+            store_bind_text(del, 1, list->file);
+            if (sqlite3_step(del) != SQLITE_DONE) {
+                store_fail_db(c, NULL, "message blob");
+                ok = false;
+            } else if (!message_referenced(c, list->file)) {
+                /* expunged before its file was written: nobody may have it */
+                unlinkat(st->dir_fd, list->file, 0);
+            }
+        }
+        free(list);
+        list = next;
+    }
+    if (del != NULL)
+        store_stmt_kept_done(c, del);
+    if (!ok)
+        log_warn(NULL, "event=stage_drop_failed error=\"%s\" msg=\"written again later\"",
+                 store_error_text());
+    store_stmt_run(c, ok ? STMT_RELEASE : STMT_ROLLBACK_TO);
+    if (!ok)
+        store_stmt_run(c, STMT_RELEASE);
+}
+
+void store_stage_drop_queued(struct store *st)
+{
+    pthread_mutex_lock(&st->q_lock);
+    struct store_stage_done *list = st->unstage_q;
+    st->unstage_q = NULL;
+    pthread_cond_signal(&st->stage_cond);
+    pthread_mutex_unlock(&st->q_lock);
+    while (list != NULL) {
+        struct store_stage_done *next = list->next;
+        free(list);
+        list = next;
+    }
+}
+
+void store_stage_applied(struct store *st)
+{
+    if (!st->unstage_busy) /* only the committing thread sets it */
+        return;
+    pthread_mutex_lock(&st->q_lock);
+    st->unstage_busy = false;
+    pthread_cond_signal(&st->stage_cond);
+    pthread_mutex_unlock(&st->q_lock);
+}
+
+/* ---- on demand ---- */
+
+int store_stage_materialize(struct store *st, const char *file)
+{
+    if (!file_name_ok(file))
+        return store_fail(STORE_ERR_INVALID, NULL, "bad message file name");
+    if (faccessat(st->dir_fd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0;
+    struct store_conn *c = store_conn_get(st);
+    sqlite3_stmt *s = c ? store_stmt(c, STMT_BLOB_GET) : NULL;
+    if (s == NULL)
+        return -1;
+    store_bind_text(s, 1, file);
+    int rc = sqlite3_step(s), result;
+    if (rc == SQLITE_ROW) {
+        const void *data = sqlite3_column_blob(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        bool sync = !atomic_load(&st->no_sync);
+        result = write_file(st, file, data ? data : "", len, sync) == 0 &&
+                         (!sync || dir_fsync(st, file) == 0)
+                     ? 0
+                     : store_fail_errno(errno, NULL, file);
+    } else if (rc == SQLITE_DONE) {
+        /* written meanwhile, or the message is gone */
+        result = faccessat(st->dir_fd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0
+                     ? 0
+                     : store_fail(STORE_ERR_NOTFOUND, NULL, "message file %s is gone", file);
+    } else {
+        result = store_fail_db(c, NULL, "message blob");
+    }
+    sqlite3_reset(s);
+    return result;
+}
+
+void store_stage_stats(struct store *st, uint64_t *waiting_bytes, uint64_t *written)
+{
+    *waiting_bytes = (uint64_t)atomic_load(&st->stage_bytes);
+    pthread_mutex_lock(&st->q_lock);
+    *written = st->n_materialized;
+    pthread_mutex_unlock(&st->q_lock);
+}

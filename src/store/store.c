@@ -668,6 +668,7 @@ static struct store *store_alloc(const char *data_dir)
     str_copy(st->dir, data_dir, sizeof(st->dir));
     st->dir_fd = -1;
     st->lock_fd = -1;
+    st->wal_fd = -1;
     st->pending_tail = &st->pending;
     st->synced_tail = &st->synced;
     st->dmarc_tail = &st->dmarc_q;
@@ -702,6 +703,8 @@ static void store_free(struct store *st)
         dirty_clear(st);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the flock */
+    if (st->wal_fd >= 0)
+        close(st->wal_fd);
     if (st->dir_fd >= 0)
         close(st->dir_fd);
     pthread_mutex_destroy(&st->conn_lock);

@@ -99,6 +99,11 @@ struct store {
     bool ckpt_started;                /* under start_lock */
     bool ckpt_wanted;                 /* q_lock */
     pthread_cond_t ckpt_cond;
+    /* index.db-wal extended ahead of its end (store_tx.c); committing thread only */
+    int wal_fd;                       /* -1 not opened yet, -2 given up */
+    uint64_t wal_end;                 /* zeros written up to here */
+    uint64_t page_size;
+    bool wal_want_extend;
     uint64_t n_batches, n_committed;  /* statistics, index thread only */
     struct store_pool *pool;          /* files made ahead (store_pool.c), or NULL */
     /* staged messages (store_stage.c) */

@@ -11,13 +11,17 @@
  * and row durable together: the group commit covers the data too.
  *
  * The writer thread here then turns staged messages into their files,
- * behind the 250 and in batches: every file of a pass written under a
- * temporary name and renamed into place (never replacing a file already
- * there), one syncfs() for the pass, and only then the blobs are dropped, by
- * the index thread inside its next commit (store_stage_write_queued), so a
- * crash at any point leaves each message as a blob, a file, or both, and
- * never neither.  A blob whose message row is gone (expunged before its
- * file was written) is dropped and its file removed.
+ * behind the 250 and in passes, once new mail has paused for STAGE_QUIET_MS
+ * (or the backlog passes half its bound): every file of a pass is written
+ * under a temporary name and fdatasynced, then each is renamed into place
+ * (never replacing a file of the right size already there; one of another
+ * size can only be torn, and is replaced), each directory is fsynced once
+ * for the names, and only then are the blobs dropped, by
+ * the index thread inside its next commit (store_stage_write_queued).  So a
+ * name never points at data that is not on disk, and a crash at any point
+ * leaves each message as a blob, a file, or both, never neither.  A blob
+ * whose message row is gone (expunged before its file was written) is
+ * dropped and its file removed.  The thread runs at idle priority.
  *
  * Readers never wait: store_msg_open() falls back to the blob while the
  * file is not there yet, and IMAP COPY, which hard-links files, writes the
@@ -37,6 +41,7 @@
 #include <sched.h>
 #include <time.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -103,16 +108,15 @@ static int dir_fsync(struct store *st, const char *file)
     return rc;
 }
 
-/* Writes file with the given content under a temporary name, optionally
- * fdatasynced, and renames it into place unless a file is already there
- * (its content is the same message).  0, or -1 with errno (ENOENT: the
- * account directory is gone). */
-static int write_file(struct store *st, const char *file, const void *data, size_t len, bool sync)
+/* Writes data under a temporary name beside file (tmp gets the name),
+ * fdatasynced when sync.  0, or -1 with errno (ENOENT: the account
+ * directory is gone). */
+static int write_tmp(struct store *st, const char *file, const void *data, size_t len, bool sync,
+                     char tmp[STORE_RELPATH_MAX])
 {
-    char tmp[STORE_RELPATH_MAX];
     char rnd[12];
     random_hex(rnd, 8);
-    snprintf(tmp, sizeof(tmp), "%s.t%s", file, rnd);
+    snprintf(tmp, STORE_RELPATH_MAX, "%s.t%s", file, rnd);
     int fd = openat(st->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
@@ -121,21 +125,47 @@ static int write_file(struct store *st, const char *file, const void *data, size
         rc = fdatasync(fd);
     int e = errno;
     close(fd);
-    bool tmp_left = true;
-    if (rc == 0) {
-        rc = renameat2(st->dir_fd, tmp, st->dir_fd, file, RENAME_NOREPLACE);
-        tmp_left = rc < 0;
-        if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
-            /* no RENAME_NOREPLACE here: a hard link refuses to replace too */
-            rc = linkat(st->dir_fd, tmp, st->dir_fd, file, 0);
-        }
-        e = errno;
-        if (rc < 0 && e == EEXIST)
-            rc = 0; /* written already (COPY, or a pass before a crash) */
-    }
-    if (tmp_left)
+    if (rc < 0)
         unlinkat(st->dir_fd, tmp, 0);
     errno = e;
+    return rc;
+}
+
+/* Puts the durable temporary file tmp in place as file, which holds len
+ * bytes.  A file already there of that size is the same message (written
+ * by COPY, or by a pass before a crash) and is kept; one of another size
+ * can only be a torn write, and is replaced.  0 or -1 (errno). */
+static int place_file(struct store *st, const char *tmp, const char *file, size_t len)
+{
+    int rc = renameat2(st->dir_fd, tmp, st->dir_fd, file, RENAME_NOREPLACE);
+    if (rc < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        /* no RENAME_NOREPLACE here: a hard link refuses to replace too */
+        rc = linkat(st->dir_fd, tmp, st->dir_fd, file, 0);
+        if (rc == 0)
+            unlinkat(st->dir_fd, tmp, 0);
+    }
+    if (rc == 0 || errno != EEXIST) {
+        if (rc < 0) {
+            int e = errno;
+            unlinkat(st->dir_fd, tmp, 0);
+            errno = e;
+        }
+        return rc;
+    }
+    struct stat sb;
+    if (fstatat(st->dir_fd, file, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+        (uint64_t)sb.st_size == (uint64_t)len) {
+        unlinkat(st->dir_fd, tmp, 0);
+        return 0;
+    }
+    log_warn(NULL, "event=stage_file_replaced file=%s size=%lld want=%zu", file,
+             (long long)sb.st_size, len);
+    rc = renameat(st->dir_fd, tmp, st->dir_fd, file);
+    if (rc < 0) {
+        int e = errno;
+        unlinkat(st->dir_fd, tmp, 0);
+        errno = e;
+    }
     return rc;
 }
 
@@ -154,8 +184,10 @@ static bool message_referenced(struct store_conn *c, const char *file)
 
 struct stage_item {
     char file[STORE_RELPATH_MAX];
+    char tmp[STORE_RELPATH_MAX];      /* written under this name, "" if not */
     char *data;
     size_t len;
+    bool gone;                        /* its message and account were deleted */
 };
 
 /* Reads the next staged messages after rowid *after (at most STAGE_BATCH
@@ -207,8 +239,20 @@ static int stage_read(struct store_conn *c, int64_t *after, struct stage_item *i
     return n;
 }
 
-/* One pass: staged messages written as files, then made durable together
- * by one syncfs().  Returns the number handled (written, or dropped for
+/* Whether an item before i is in the same directory as item i and was
+ * written (its directory is synced then). */
+static bool dir_seen(const struct stage_item *items, int i)
+{
+    const char *slash = strrchr(items[i].file, '/');
+    size_t n = slash ? (size_t)(slash - items[i].file) : 0;
+    for (int k = 0; k < i; k++)
+        if (items[k].tmp[0] != '\0' && strncmp(items[k].file, items[i].file, n) == 0 &&
+            items[k].file[n] == '/')
+            return true;
+    return false;
+}
+
+/* One pass: staged messages written as files, then made durable.  Returns the number handled (written, or dropped for
  * lack of a row) with their list in *done_r, or -1 when the pass failed
  * (nothing is dropped then); *more when more are waiting. */
 static int stage_pass(struct store *st, struct store_stage_done **done_r, int64_t *after, bool *more)
@@ -222,32 +266,64 @@ static int stage_pass(struct store *st, struct store_stage_done **done_r, int64_
         free(items);
         return -1;
     }
+    /* 1: every file under a temporary name, its data fdatasynced (only our
+     * own files: a syncfs() would wait for every dirty page of the file
+     * system, whoever wrote it); 2: renamed into place; 3: each directory
+     * synced once for the names.  A crash before 3 leaves temporary files
+     * (removed at start) and the blobs; a name never points at data that
+     * is not on disk. */
+    bool sync = !atomic_load(&st->no_sync);
     struct store_stage_done *list = NULL;
     int n = 0, failed = 0;
     for (int i = 0; i < n_read; i++) {
         struct stage_item *it = &items[i];
-        struct store_stage_done *d = calloc(1, sizeof(*d));
-        int w = d != NULL ? write_file(st, it->file, it->data, it->len, false) : -1;
-        if (w < 0 && d != NULL && errno == ENOENT && message_referenced(c, it->file)) {
+        it->tmp[0] = '\0';
+        int w = write_tmp(st, it->file, it->data, it->len, sync, it->tmp);
+        if (w < 0 && errno == ENOENT && message_referenced(c, it->file)) {
             const char *err;
             if (store_account_dir_create(st, file_account(it->file), &err) == 0)
-                w = write_file(st, it->file, it->data, it->len, false);
+                w = write_tmp(st, it->file, it->data, it->len, sync, it->tmp);
         }
-        if (w < 0 && !(d != NULL && errno == ENOENT && !message_referenced(c, it->file))) {
-            log_warn(NULL, "event=stage_write_failed file=%s error=\"%s\"", it->file,
-                     d ? strerror(errno) : "out of memory");
-            free(d);
-            failed++;
-        } else {
-            str_copy(d->file, it->file, sizeof(d->file));
-            d->next = list;
-            list = d;
-            n++;
+        if (w < 0) {
+            it->tmp[0] = '\0';
+            if (errno == ENOENT && !message_referenced(c, it->file))
+                it->gone = true; /* account and message deleted: drop the blob */
+            else {
+                log_warn(NULL, "event=stage_write_failed file=%s error=\"%s\"", it->file,
+                         strerror(errno));
+                failed++;
+            }
         }
         free(it->data);
+        it->data = NULL;
+    }
+    bool synced = true;
+    for (int i = 0; i < n_read; i++) {
+        struct stage_item *it = &items[i];
+        if (it->tmp[0] != '\0' && place_file(st, it->tmp, it->file, it->len) < 0) {
+            log_warn(NULL, "event=stage_write_failed file=%s error=\"%s\"", it->file, strerror(errno));
+            it->tmp[0] = '\0'; /* not placed: its directory needs no sync for it */
+            failed++;
+            continue;
+        }
+        if (it->tmp[0] == '\0' && !it->gone)
+            continue;
+        struct store_stage_done *d = calloc(1, sizeof(*d));
+        if (d == NULL) {
+            failed++;
+            continue;
+        }
+        str_copy(d->file, it->file, sizeof(d->file));
+        d->next = list;
+        list = d;
+        n++;
+        /* each directory once (a pass is sorted by rowid: an account's
+         * messages mostly come together) */
+        if (sync && it->tmp[0] != '\0' && !dir_seen(items, i) && dir_fsync(st, it->file) < 0)
+            synced = false;
     }
     free(items);
-    if (list != NULL && !atomic_load(&st->no_sync) && syncfs(st->dir_fd) < 0) {
+    if (!synced) {
         log_warn(NULL, "event=stage_sync_failed error=\"%s\"", strerror(errno));
         while (list != NULL) {
             struct store_stage_done *next = list->next;
@@ -312,8 +388,8 @@ static void *stage_main(void *arg)
             if (!atomic_load(&st->stage_kicked) && !retry)
                 continue; /* nothing new; a failed pass is tried again */
         }
-        /* yield to a burst of mail: write once it has paused (one pass, one
-         * syncfs() for many files), or when the backlog grows large */
+        /* yield to a burst of mail: write once it has paused, or when the
+         * backlog grows large */
         uint64_t quiet = now_mono_ms() - atomic_load(&st->stage_last_ms);
         if (quiet < STAGE_QUIET_MS &&
             (uint64_t)atomic_load(&st->stage_bytes) < STAGE_BACKLOG_MAX / 2) {
@@ -458,8 +534,9 @@ int store_stage_materialize(struct store *st, const char *file)
         const void *data = sqlite3_column_blob(s, 0);
         size_t len = (size_t)sqlite3_column_bytes(s, 0);
         bool sync = !atomic_load(&st->no_sync);
-        result = write_file(st, file, data ? data : "", len, sync) == 0 &&
-                         (!sync || dir_fsync(st, file) == 0)
+        char tmp[STORE_RELPATH_MAX];
+        result = write_tmp(st, file, data ? data : "", len, sync, tmp) == 0 &&
+                         place_file(st, tmp, file, len) == 0 && (!sync || dir_fsync(st, file) == 0)
                      ? 0
                      : store_fail_errno(errno, NULL, file);
     } else if (rc == SQLITE_DONE) {

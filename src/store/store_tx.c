@@ -44,13 +44,15 @@
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store_imap.h"
 
-#define CKPT_PAGES 4096               /* WAL pages (16 MB) that start a checkpoint */
+#define CKPT_PAGES 2048               /* WAL pages (8 MB) that start a checkpoint */
+#define WAL_CHUNK  (1u << 20)         /* zeros written ahead of the WAL's end */
 
 enum tx_kind {
     TX_LOCAL,                         /* the spool is copies[0]'s file */
@@ -735,6 +737,48 @@ static int tx_index(struct store_conn *c, struct store_tx *tx, int64_t now)
     return tx->n_remotes > 0 ? queue_index(c, tx, now) : 0;
 }
 
+/* Writes zeros past the end of index.db-wal, so that the WAL's appends
+ * land on blocks the file system has already allocated and written: an
+ * fdatasync() then flushes the data alone, where an append also has to
+ * write the inode and allocation (measured on ext4: ~100 us of the ~210 a
+ * commit's flush took).  Runs inside the index thread's transaction, so
+ * no other writer (a CLI command) appends meanwhile, and writes only past
+ * the file's current size, which SQLite never reads: a WAL's valid frames
+ * are found by their checksums, never by the file's length. */
+static void wal_extend(struct store *st)
+{
+    st->wal_want_extend = false;
+    if (atomic_load(&st->no_sync))
+        return;
+    if (st->wal_fd == -1) {
+        st->wal_fd = openat(st->dir_fd, "index.db-wal", O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (st->wal_fd < 0) {
+            st->wal_fd = -2; /* not there (or not ours): never tried again */
+            return;
+        }
+    }
+    if (st->wal_fd < 0)
+        return;
+    struct stat sb;
+    if (fstat(st->wal_fd, &sb) < 0)
+        return;
+    uint64_t size = (uint64_t)sb.st_size;
+    uint64_t target = (size > st->wal_end ? size : st->wal_end) + WAL_CHUNK;
+    target -= target % WAL_CHUNK;
+    static const char zeros[64 * 1024];
+    for (uint64_t off = size; off < target; off += sizeof(zeros)) {
+        size_t n = target - off < sizeof(zeros) ? (size_t)(target - off) : sizeof(zeros);
+        if (pwrite(st->wal_fd, zeros, n, (off_t)off) != (ssize_t)n) {
+            log_warn(NULL, "event=wal_extend_failed error=\"%s\"", strerror(errno));
+            if (ftruncate(st->wal_fd, (off_t)size) < 0) { /* as it was */ }
+            st->wal_fd = -2;
+            return;
+        }
+    }
+    st->wal_end = target;
+    log_debug(NULL, "event=wal_extended bytes=%llu", (unsigned long long)target);
+}
+
 /* The index thread's SQLite transaction, a savepoint per tx. */
 static void batch_index(struct store *st, struct store_tx *batch)
 {
@@ -745,6 +789,8 @@ static void batch_index(struct store *st, struct store_tx *batch)
             tx_fail(tx, "%s", err);
         return;
     }
+    if (st->wal_want_extend)
+        wal_extend(st); /* the write lock is ours now */
     int64_t now = store_now();
     store_dmarc_write_queued(st, c, true); /* rows queued meanwhile ride along */
     store_stage_write_queued(st, c);       /* and blobs written out as files */
@@ -973,6 +1019,10 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     struct store *st = arg;
     (void)db;
     (void)name;
+    /* the WAL's end: its header, then a frame header and a page per page */
+    uint64_t end = 32 + (uint64_t)pages * (st->page_size + 24);
+    if (end + WAL_CHUNK / 2 > st->wal_end)
+        st->wal_want_extend = true; /* next batch, under the write lock */
     if (pages >= CKPT_PAGES && !st->ckpt_wanted) {
         pthread_mutex_lock(&st->q_lock);
         st->ckpt_wanted = true;
@@ -1024,6 +1074,13 @@ int store_commit_thread_start(struct store *st, const char **error_r)
         pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) == 0) {
         st->ckpt_started = true;
         /* from now on the checkpoint thread checkpoints, not commits */
+        sqlite3_stmt *ps = NULL;
+        st->page_size = 4096;
+        if (sqlite3_prepare_v2(st->wconn->db, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK &&
+            sqlite3_step(ps) == SQLITE_ROW && sqlite3_column_int(ps, 0) > 0)
+            st->page_size = (uint64_t)sqlite3_column_int(ps, 0);
+        sqlite3_finalize(ps);
+        st->wal_want_extend = true;
         sqlite3_wal_autocheckpoint(st->wconn->db, 0);
         sqlite3_wal_hook(st->wconn->db, wal_hook, st);
     }

@@ -8,7 +8,7 @@
 #   BENCH_N20      messages sent over 20 sessions (default 5000)
 #   BENCH_SIZE     message size in bytes          (default 5120)
 #   BENCH_ONLY     "postel" or "postfix" to run one side only
-#   BENCH_ROUNDS   loads per session count on each server, best kept (default 2)
+#   BENCH_ROUNDS   loads per session count on each server, best kept (default 3)
 #
 # Both servers keep their data on the repository's disk (never tmpfs): an
 # acknowledgement must mean the message is on disk.  smtp-source opens one
@@ -29,7 +29,7 @@ N20=${BENCH_N20:-5000}
 SIZE=${BENCH_SIZE:-5120}
 ONLY=${BENCH_ONLY:-}
 LIMIT=${BENCH_TIMEOUT:-60}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 PY=/usr/bin/python3
 SMTP_SOURCE=/usr/sbin/smtp-source
 

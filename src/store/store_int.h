@@ -158,6 +158,7 @@ void store_stage_stop(struct store *st);
 
 /* ---- DMARC rows written behind (store_dmarc.c) ---- */
 #define DMARC_PENDING_MS 100          /* longest a row waits for a batch */
+#define DMARC_BATCH_ROWS 256          /* rows that ride along before that */
 struct store_dmarc_pending;
 /* Writes the queued rows on c: inside the caller's open transaction (a
  * savepoint of their own) when in_tx, else in a transaction of their own.

@@ -792,7 +792,15 @@ static void batch_index(struct store *st, struct store_tx *batch)
     if (st->wal_want_extend)
         wal_extend(st); /* the write lock is ours now */
     int64_t now = store_now();
-    store_dmarc_write_queued(st, c, true); /* rows queued meanwhile ride along */
+    /* DMARC rows queued meanwhile ride along once due (or many): not in
+     * every commit, where their pages would add to each flush */
+    pthread_mutex_lock(&st->q_lock);
+    bool dmarc_due = st->dmarc_q != NULL &&
+                     (st->dmarc_n >= DMARC_BATCH_ROWS ||
+                      now_mono_ms() >= st->dmarc_since_ms + DMARC_PENDING_MS);
+    pthread_mutex_unlock(&st->q_lock);
+    if (dmarc_due)
+        store_dmarc_write_queued(st, c, true);
     store_stage_write_queued(st, c);       /* and blobs written out as files */
     for (struct store_tx *tx = batch; tx; tx = tx->next) {
         if (tx->failed)

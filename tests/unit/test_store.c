@@ -989,7 +989,10 @@ static void test_blob_messages(void)
 static bool staged_settle(struct store *st, const char *rel, int nfiles)
 {
     for (int i = 0; i < 500; i++) {
-        if (blob_count(st) == 0 && count_files(rel) == nfiles)
+        uint64_t waiting = 1, written = 0;
+        store_stage_stats(st, &waiting, &written);
+        /* the writer counts again once the index thread has dropped the blobs */
+        if (blob_count(st) == 0 && count_files(rel) == nfiles && waiting == 0)
             return true;
         usleep(20000);
     }

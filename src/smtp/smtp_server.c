@@ -206,6 +206,11 @@ static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r
     smtp_reply(s, "%d %s %s", r->code, r->status, r->text);
 }
 
+static void smtp_free_later(void *arg)
+{
+    smtp_free(arg);
+}
+
 static void smtp_close_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtp_session *s = arg;
@@ -233,10 +238,12 @@ static void smtp_close_with(struct smtp_session *s, const char *text)
     if (s->close_ev == NULL)
         s->close_ev = evtimer_new(s->worker->base, smtp_close_poll_cb, s);
     if (s->close_ev == NULL) {
-        smtp_free(s);
+        loop_call(s->worker->base, smtp_free_later, s);
         return;
     }
-    smtp_close_poll_cb(-1, 0, s);
+    /* the first poll from the loop: the caller may still be using s */
+    struct timeval now = { 0, 0 };
+    evtimer_add(s->close_ev, &now);
 }
 
 /* A 5xx for bad input: counts towards the junk-command limit. */

@@ -117,14 +117,15 @@ postfix_delivered() {
     { ls "$m/new" "$m/cur" 2>/dev/null || true; } | grep -c '^[0-9]'
 }
 
-# wait_delivered TOTAL: waits (bounded) until the Maildir holds TOTAL messages.
-postfix_wait_delivered() {
-    local total=$1 end n
+# wait_count COUNTER TOTAL WHAT: waits (bounded by LIMIT) until the
+# command COUNTER prints at least TOTAL.
+wait_count() {
+    local counter=$1 total=$2 what=$3 end n
     end=$(( $(date +%s) + LIMIT ))
     while :; do
-        n=$(postfix_delivered)
+        n=$($counter)
         [ "$n" -ge "$total" ] && return 0
-        [ "$(date +%s)" -ge "$end" ] && { echo "bench: postfix delivered $n of $total" >&2; return 1; }
+        [ "$(date +%s)" -ge "$end" ] && { echo "bench: $what: $n of $total" >&2; return 1; }
         sleep 0.05
     done
 }
@@ -139,7 +140,7 @@ bench_postfix() {
             t0=$(now)
             el=$(load "$port" "$s" "$n") || return 1
             total=$((total + n))
-            postfix_wait_delivered "$total" || return 1
+            wait_count postfix_delivered "$total" "postfix delivered" || return 1
             t1=$(now)
             keep_best postfix "$s" "$(rate "$n" "$el")"
             keep_best postfix_deliv "$s" "$(rate "$n" "$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')")"
@@ -202,20 +203,6 @@ postel_files() {
     find "$WORK/postel-data/mail" -type f 2>/dev/null | grep -cE '/[0-9a-f]{16}(\.[0-9]+)?$'
 }
 
-# postel_wait_files TOTAL: waits (bounded) until TOTAL message files exist,
-# so a round starts with the previous one's files written, as Postfix's
-# rounds start with its Maildir delivered.
-postel_wait_files() {
-    local total=$1 end n
-    end=$(( $(date +%s) + LIMIT ))
-    while :; do
-        n=$(postel_files)
-        [ "$n" -ge "$total" ] && return 0
-        [ "$(date +%s)" -ge "$end" ] && { echo "bench: postel wrote $n of $total files" >&2; return 1; }
-        sleep 0.05
-    done
-}
-
 bench_postel() {
     [ -x "$POSTEL_BIN" ] || { echo "bench: $POSTEL_BIN not built" >&2; return 1; }
     local port total=0 el n c
@@ -251,7 +238,9 @@ EOF
                 echo "bench: postel INBOX holds ${c:-?} messages, expected $total" >&2
                 return 1
             fi
-            postel_wait_files "$total" || return 1
+            # the next round starts with these files written, as
+            # Postfix's rounds start with its Maildir delivered
+            wait_count postel_files "$total" "postel wrote files" || return 1
             t1=$(now)
             keep_best postel "$s" "$(rate "$n" "$el")"
             keep_best postel_files "$s" "$(rate "$n" "$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')")"

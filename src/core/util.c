@@ -310,6 +310,16 @@ uint64_t now_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+int cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mutex, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms % 1000 * 1000000u;
+    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return pthread_cond_timedwait(cond, mutex, &ts);
+}
+
 /* Length of the well-formed UTF-8 sequence at s (RFC 3629 4: no overlongs,
  * no surrogates, nothing past U+10FFFF), or 0.  Reads at most avail bytes
  * and stops at the first bad continuation byte, so a NUL-terminated string

@@ -6,6 +6,7 @@
 #define POSTEL_UTIL_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -53,6 +54,8 @@ int fsync_dir(const char *dir);
 int mkdir_p(const char *path, mode_t mode);
 /* Current time in milliseconds (monotonic / wall). */
 uint64_t now_mono_ms(void);
+/* pthread_cond_timedwait for at most ms milliseconds from now (mutex held). */
+int cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mutex, uint64_t ms);
 /* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs,
  * no surrogates, nothing past U+10FFFF), or 0; reads at most avail bytes. */
 size_t utf8_seq_len(const unsigned char *s, size_t avail);

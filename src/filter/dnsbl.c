@@ -640,16 +640,7 @@ void filter_lookup_run(struct filter *f, struct filter_lk_req *reqs, int n)
         }
         if (next == 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t wait_ms = next - now;
-        ts.tv_sec += (time_t)(wait_ms / 1000);
-        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        cond_wait_ms(&b->cv, &b->mu, next - now);
     }
     for (int i = 0; i < n; i++) {
         uint64_t done = b->done_at[i];

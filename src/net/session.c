@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "core/log.h"
@@ -34,11 +35,11 @@ void net_send_vline(struct bufferevent *bev, const char *sid, const char *fmt, v
         bufferevent_write(bev, line, n);
 }
 
-void net_write_plain(struct bufferevent *bev, const void *data, size_t len)
+void net_write(struct bufferevent *bev, const void *data, size_t len)
 {
     if (bev == NULL || len == 0)
         return;
-    if (bufferevent_get_underlying(bev) == NULL &&
+    if (bufferevent_get_underlying(bev) == NULL && bufferevent_openssl_get_ssl(bev) == NULL &&
         evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         ssize_t n = send(bufferevent_getfd(bev), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {

@@ -29,11 +29,12 @@ void net_send_vline(struct bufferevent *bev, const char *sid, const char *fmt, v
 size_t net_format_vline(char line[NET_LINE_MAX], const char *sid, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
-/* Writes to a plain socket's bufferevent (not TLS): straight to the socket
- * while nothing is queued in bev, which saves the write event's round
- * through the loop (two epoll_ctl calls and a wake-up per reply); what the
- * socket does not take at once is queued in bev as usual. */
-void net_write_plain(struct bufferevent *bev, const void *data, size_t len);
+/* Writes to bev; a plain socket's (no TLS, no filter) straight to the
+ * socket while nothing is queued in it, which saves the write event's
+ * round through the loop (two epoll_ctl calls and a wake-up per reply);
+ * what the socket does not take at once, and all through TLS, is queued
+ * in bev as usual. */
+void net_write(struct bufferevent *bev, const void *data, size_t len);
 
 /* True when every byte written to bev has left for the socket: its own
  * output and that of every bufferevent under it (a TLS filter's socket). */

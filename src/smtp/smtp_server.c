@@ -175,7 +175,7 @@ static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 static void smtp_flush(struct smtp_session *s)
 {
     if (s->pend.len > 0)
-        net_write_plain(s->bev, s->pend.data, s->pend.len);
+        net_write(s->bev, s->pend.data, s->pend.len);
     strbuf_reset(&s->pend);
 }
 
@@ -191,14 +191,10 @@ static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
     va_end(ap);
     if (s->bev == NULL || n == 0)
         return;
-    if (s->ssl != NULL) {
-        bufferevent_write(s->bev, line, n);
-        return;
-    }
     if (s->batching && strbuf_append(&s->pend, line, n) == 0)
         return;
     smtp_flush(s); /* what was gathered goes first */
-    net_write_plain(s->bev, line, n);
+    net_write(s->bev, line, n);
 }
 
 static void smtp_reply_parsed(struct smtp_session *s, const struct smtp_reply *r)

@@ -490,7 +490,59 @@ int store_remove_tree(struct store *st, const char *rel)
     return remove_tree_at(st->dir_fd, rel, 0);
 }
 
-static bool file_referenced(struct store_conn *c, enum store_stmt_id id, const char *rel)
+int store_sync_dir(struct store *st, const char *rel)
+{
+    int fd = openat(st->dir_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return store_fail_errno(e, NULL, rel);
+    }
+    close(fd);
+    return 0;
+}
+
+int store_dirset_add(struct store_dirset *d, const char *path)
+{
+    char name[sizeof(*d->names)];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n == 0 || n >= sizeof(name))
+        return 0;
+    memcpy(name, path, n);
+    name[n] = '\0';
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->names[i], name) == 0)
+            return 0;
+    if (d->n == d->alloc) {
+        size_t alloc = d->alloc ? d->alloc * 2 : 16;
+        void *p = realloc(d->names, alloc * sizeof(*d->names));
+        if (p == NULL)
+            return -1;
+        d->names = p;
+        d->alloc = alloc;
+    }
+    memcpy(d->names[d->n++], name, n + 1);
+    return 0;
+}
+
+int store_dirset_sync(struct store *st, const struct store_dirset *d, const char **error_r)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (store_sync_dir(st, d->names[i]) < 0)
+            return store_fail_again(error_r);
+    return 0;
+}
+
+void store_dirset_free(struct store_dirset *d)
+{
+    free(d->names);
+    d->names = NULL;
+    d->n = d->alloc = 0;
+}
+
+bool store_file_referenced(struct store_conn *c, enum store_stmt_id id, const char *rel)
 {
     sqlite3_stmt *s = store_stmt(c, id);
     if (s == NULL)
@@ -536,13 +588,13 @@ static int sweep_dir(struct store *st, const char *rel,
 static bool keep_message_file(struct store_conn *c, const char *path, void *arg)
 {
     (void)arg;
-    return file_referenced(c, STMT_MESSAGE_FILE_EXISTS, path);
+    return store_file_referenced(c, STMT_MESSAGE_FILE_EXISTS, path);
 }
 
 static bool keep_queue_file(struct store_conn *c, const char *path, void *arg)
 {
     (void)arg;
-    return file_referenced(c, STMT_QUEUE_FILE_EXISTS, path);
+    return store_file_referenced(c, STMT_QUEUE_FILE_EXISTS, path);
 }
 
 /* mail/<account id>/: sweep unreferenced files of existing accounts;

@@ -1129,15 +1129,7 @@ static int sync_account_dir(struct store *st, int64_t account)
 {
     char dir[64];
     snprintf(dir, sizeof(dir), "mail/%lld", (long long)account);
-    int fd = openat(st->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return store_fail_errno(e, NULL, dir);
-    }
-    close(fd);
-    return 0;
+    return store_sync_dir(st, dir);
 }
 
 static int insert_msg(struct store_conn *c, int64_t mailbox_id, uint32_t uid, int64_t modseq,

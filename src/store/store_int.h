@@ -224,6 +224,21 @@ int store_mailboxes_create_std(struct store_conn *c, int64_t account_id, const c
 int store_account_dir_create(struct store *st, int64_t id, const char **error_r);
 /* Removes data_dir/rel recursively (files and directories).  0 or -1. */
 int store_remove_tree(struct store *st, const char *rel);
+/* fsyncs directory rel (relative to data_dir).  0, or -1 (error recorded). */
+int store_sync_dir(struct store *st, const char *rel);
+/* The distinct directories of files written, each to be fsynced once. */
+struct store_dirset {
+    char (*names)[32];
+    size_t n, alloc;
+};
+/* Adds the directory of path (relative to data_dir).  0 or -1 (no memory). */
+int store_dirset_add(struct store_dirset *d, const char *path);
+/* fsyncs each directory of d.  0, or -1 (error recorded, *error_r set). */
+int store_dirset_sync(struct store *st, const struct store_dirset *d, const char **error_r);
+void store_dirset_free(struct store_dirset *d);
+/* Whether statement id (one bound parameter: a file name, like
+ * STMT_MESSAGE_FILE_EXISTS) finds a row for rel; true when in doubt. */
+bool store_file_referenced(struct store_conn *c, enum store_stmt_id id, const char *rel);
 
 /* ---- group commit threads (store_tx.c) ---- */
 /* Idempotent; the first store_tx_begin() calls it. 0 or -1. */

@@ -90,24 +90,6 @@ static int64_t file_account(const char *file)
     return *end == '/' && id > 0 ? (int64_t)id : 0;
 }
 
-static int dir_fsync(struct store *st, const char *file)
-{
-    char dir[STORE_RELPATH_MAX];
-    str_copy(dir, file, sizeof(dir));
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return 0;
-    *slash = '\0';
-    int fd = openat(st->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 /* Writes data under a temporary name beside file (tmp gets the name),
  * fdatasynced when sync.  0, or -1 with errno (ENOENT: the account
  * directory is gone). */
@@ -169,17 +151,6 @@ static int place_file(struct store *st, const char *tmp, const char *file, size_
     return rc;
 }
 
-static bool message_referenced(struct store_conn *c, const char *file)
-{
-    sqlite3_stmt *s = store_stmt(c, STMT_MESSAGE_FILE_EXISTS);
-    if (s == NULL)
-        return true; /* when in doubt, keep */
-    store_bind_text(s, 1, file);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc != SQLITE_DONE;
-}
-
 /* ---- the writer thread ---- */
 
 struct stage_item {
@@ -239,19 +210,6 @@ static int stage_read(struct store_conn *c, int64_t *after, struct stage_item *i
     return n;
 }
 
-/* Whether an item before i is in the same directory as item i and was
- * written (its directory is synced then). */
-static bool dir_seen(const struct stage_item *items, int i)
-{
-    const char *slash = strrchr(items[i].file, '/');
-    size_t n = slash ? (size_t)(slash - items[i].file) : 0;
-    for (int k = 0; k < i; k++)
-        if (items[k].tmp[0] != '\0' && strncmp(items[k].file, items[i].file, n) == 0 &&
-            items[k].file[n] == '/')
-            return true;
-    return false;
-}
-
 /* One pass: staged messages written as files, then made durable.  Returns the number handled (written, or dropped for
  * lack of a row) with their list in *done_r, or -1 when the pass failed
  * (nothing is dropped then); *more when more are waiting. */
@@ -279,14 +237,14 @@ static int stage_pass(struct store *st, struct store_stage_done **done_r, int64_
         struct stage_item *it = &items[i];
         it->tmp[0] = '\0';
         int w = write_tmp(st, it->file, it->data, it->len, sync, it->tmp);
-        if (w < 0 && errno == ENOENT && message_referenced(c, it->file)) {
+        if (w < 0 && errno == ENOENT && store_file_referenced(c, STMT_MESSAGE_FILE_EXISTS, it->file)) {
             const char *err;
             if (store_account_dir_create(st, file_account(it->file), &err) == 0)
                 w = write_tmp(st, it->file, it->data, it->len, sync, it->tmp);
         }
         if (w < 0) {
             it->tmp[0] = '\0';
-            if (errno == ENOENT && !message_referenced(c, it->file))
+            if (errno == ENOENT && !store_file_referenced(c, STMT_MESSAGE_FILE_EXISTS, it->file))
                 it->gone = true; /* account and message deleted: drop the blob */
             else {
                 log_warn(NULL, "event=stage_write_failed file=%s error=\"%s\"", it->file,
@@ -297,12 +255,12 @@ static int stage_pass(struct store *st, struct store_stage_done **done_r, int64_
         free(it->data);
         it->data = NULL;
     }
+    struct store_dirset dirs = { 0 };
     bool synced = true;
     for (int i = 0; i < n_read; i++) {
         struct stage_item *it = &items[i];
         if (it->tmp[0] != '\0' && place_file(st, it->tmp, it->file, it->len) < 0) {
             log_warn(NULL, "event=stage_write_failed file=%s error=\"%s\"", it->file, strerror(errno));
-            it->tmp[0] = '\0'; /* not placed: its directory needs no sync for it */
             failed++;
             continue;
         }
@@ -317,14 +275,16 @@ static int stage_pass(struct store *st, struct store_stage_done **done_r, int64_
         d->next = list;
         list = d;
         n++;
-        /* each directory once (a pass is sorted by rowid: an account's
-         * messages mostly come together) */
-        if (sync && it->tmp[0] != '\0' && !dir_seen(items, i) && dir_fsync(st, it->file) < 0)
+        if (sync && it->tmp[0] != '\0' && store_dirset_add(&dirs, it->file) < 0)
             synced = false;
     }
     free(items);
+    const char *err = "out of memory";
+    if (synced && store_dirset_sync(st, &dirs, &err) < 0)
+        synced = false;
+    store_dirset_free(&dirs);
     if (!synced) {
-        log_warn(NULL, "event=stage_sync_failed error=\"%s\"", strerror(errno));
+        log_warn(NULL, "event=stage_sync_failed error=\"%s\"", err);
         while (list != NULL) {
             struct store_stage_done *next = list->next;
             free(list);
@@ -353,12 +313,7 @@ static void stage_recount(struct store *st)
 
 static void wait_ms(struct store *st, uint64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_cond_timedwait(&st->stage_cond, &st->q_lock, &ts);
+    cond_wait_ms(&st->stage_cond, &st->q_lock, ms);
 }
 
 static void *stage_main(void *arg)
@@ -474,7 +429,7 @@ void store_stage_write_queued(struct store *st, struct store_conn *c)
             if (sqlite3_step(del) != SQLITE_DONE) {
                 store_fail_db(c, NULL, "message blob");
                 ok = false;
-            } else if (!message_referenced(c, list->file)) {
+            } else if (!store_file_referenced(c, STMT_MESSAGE_FILE_EXISTS, list->file)) {
                 /* expunged before its file was written: nobody may have it */
                 unlinkat(st->dir_fd, list->file, 0);
             }
@@ -535,10 +490,15 @@ int store_stage_materialize(struct store *st, const char *file)
         size_t len = (size_t)sqlite3_column_bytes(s, 0);
         bool sync = !atomic_load(&st->no_sync);
         char tmp[STORE_RELPATH_MAX];
+        char dir[STORE_RELPATH_MAX];
+        str_copy(dir, file, sizeof(dir));
+        *strrchr(dir, '/') = '\0'; /* file_name_ok: "mail/..." */
         result = write_tmp(st, file, data ? data : "", len, sync, tmp) == 0 &&
-                         place_file(st, tmp, file, len) == 0 && (!sync || dir_fsync(st, file) == 0)
+                         place_file(st, tmp, file, len) == 0
                      ? 0
                      : store_fail_errno(errno, NULL, file);
+        if (result == 0 && sync)
+            result = store_sync_dir(st, dir);
     } else if (rc == SQLITE_DONE) {
         /* written meanwhile, or the message is gone */
         result = faccessat(st->dir_fd, file, F_OK, AT_SYMLINK_NOFOLLOW) == 0

@@ -452,36 +452,6 @@ void store_tx_commit(struct store_tx *tx, store_tx_done_fn *done, void *arg)
 
 /* ---- sync thread: files ---- */
 
-/* Directories to fsync when syncfs is not used; few distinct per batch. */
-struct dirset {
-    char (*names)[32];
-    size_t n, alloc;
-};
-
-static int dirset_add(struct dirset *d, const char *path)
-{
-    char name[32];
-    const char *slash = strrchr(path, '/');
-    size_t n = slash ? (size_t)(slash - path) : 0;
-    if (n == 0 || n >= sizeof(name))
-        return 0;
-    memcpy(name, path, n);
-    name[n] = '\0';
-    for (size_t i = 0; i < d->n; i++)
-        if (strcmp(d->names[i], name) == 0)
-            return 0;
-    if (d->n == d->alloc) {
-        size_t alloc = d->alloc ? d->alloc * 2 : 16;
-        void *p = realloc(d->names, alloc * sizeof(*d->names));
-        if (p == NULL)
-            return -1;
-        d->names = p;
-        d->alloc = alloc;
-    }
-    memcpy(d->names[d->n++], name, n + 1);
-    return 0;
-}
-
 /* Copies len bytes of in, from offset start, to out's current position. */
 static int copy_data(int in, uint64_t start, int out, uint64_t len, char *buf, size_t buf_size)
 {
@@ -517,7 +487,7 @@ static int copy_data(int in, uint64_t start, int out, uint64_t len, char *buf, s
     return 0;
 }
 
-static int tx_make_copy(struct store_tx *tx, struct tx_copy *c, struct dirset *dirs)
+static int tx_make_copy(struct store_tx *tx, struct tx_copy *c, struct store_dirset *dirs)
 {
     struct store *st = tx->st;
     int out = openat(st->dir_fd, c->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -546,7 +516,7 @@ static int tx_make_copy(struct store_tx *tx, struct tx_copy *c, struct dirset *d
         tx_fail(tx, "%s: %s", c->path, strerror(errno));
     close(out);
     c->size = plen + tx->data_len;
-    if (rc == 0 && sync && dirset_add(dirs, c->path) < 0) {
+    if (rc == 0 && sync && store_dirset_add(dirs, c->path) < 0) {
         tx_fail(tx, "out of memory");
         return -1;
     }
@@ -555,7 +525,7 @@ static int tx_make_copy(struct store_tx *tx, struct tx_copy *c, struct dirset *d
 
 /* Sync stage for one transaction: its files complete and closed (and, without
  * syncfs, each fsynced).  0 or -1 (tx failed). */
-static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
+static int tx_finish_files(struct store_tx *tx, struct store_dirset *dirs)
 {
     struct store *st = tx->st;
     if (tx->wr_errno == 0)
@@ -564,12 +534,10 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
         tx_fail(tx, "message write: %s", strerror(tx->wr_errno));
         return -1;
     }
-    if (tx->in_memory) {
-        tx_sizes_in_memory(tx); /* nothing on disk: the index commit writes every copy */
-        return 0;
-    }
+    /* (an in-memory transaction gets here only with a write error:
+     * store_tx_commit hands the others straight to the index thread) */
     if (!st->use_syncfs && !atomic_load(&st->no_sync)) {
-        if (fdatasync(tx->fd) < 0 || (!tx->spool_dir_synced && dirset_add(dirs, tx->spool) < 0)) {
+        if (fdatasync(tx->fd) < 0 || (!tx->spool_dir_synced && store_dirset_add(dirs, tx->spool) < 0)) {
             tx_fail(tx, "%s: %s", tx->spool, strerror(errno));
             return -1;
         }
@@ -589,23 +557,13 @@ static int tx_finish_files(struct store_tx *tx, struct dirset *dirs)
 
 /* One syncfs() for the whole batch in mode syncfs; else each directory
  * once (the files were fdatasynced by tx_finish_files). */
-static int batch_sync(struct store *st, struct dirset *dirs, const char **error_r)
+static int batch_sync(struct store *st, struct store_dirset *dirs, const char **error_r)
 {
     if (atomic_load(&st->no_sync))
         return 0;
     if (st->use_syncfs)
         return syncfs(st->dir_fd) == 0 ? 0 : store_fail_errno(errno, error_r, "syncfs");
-    for (size_t i = 0; i < dirs->n; i++) {
-        int fd = openat(st->dir_fd, dirs->names[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0) {
-            int e = errno;
-            if (fd >= 0)
-                close(fd);
-            return store_fail_errno(e, error_r, dirs->names[i]);
-        }
-        close(fd);
-    }
-    return 0;
+    return store_dirset_sync(st, dirs, error_r);
 }
 
 /* ---- index thread ---- */
@@ -851,7 +809,7 @@ static void tx_complete(struct store_tx *tx)
  * files complete, then durable. */
 static void batch_sync_files(struct store *st, struct store_tx *batch)
 {
-    struct dirset dirs = { 0 };
+    struct store_dirset dirs = { 0 };
     size_t ok = 0;
     for (struct store_tx *tx = batch; tx; tx = tx->next)
         if (tx_finish_files(tx, &dirs) == 0)
@@ -860,7 +818,7 @@ static void batch_sync_files(struct store *st, struct store_tx *batch)
     if (ok > 0 && batch_sync(st, &dirs, &err) < 0)
         for (struct store_tx *tx = batch; tx; tx = tx->next)
             tx_fail(tx, "%s", err);
-    free(dirs.names);
+    store_dirset_free(&dirs);
 }
 
 static struct store_tx *list_last(struct store_tx *tx)
@@ -987,18 +945,12 @@ static void *index_main(void *arg)
             }
             /* DMARC rows and blobs to drop wait a little for a batch to
              * carry them */
-            uint64_t since = st->dmarc_q == NULL     ? st->unstage_since_ms
-                             : st->unstage_q == NULL ? st->dmarc_since_ms
-                             : st->dmarc_since_ms < st->unstage_since_ms ? st->dmarc_since_ms
-                                                                        : st->unstage_since_ms;
+            uint64_t since = st->dmarc_q != NULL ? st->dmarc_since_ms : UINT64_MAX;
+            if (st->unstage_q != NULL && st->unstage_since_ms < since)
+                since = st->unstage_since_ms;
             uint64_t due = since + DMARC_PENDING_MS, now = now_mono_ms();
             if (now < due) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000u;
-                ts.tv_sec += (time_t)(ns / 1000000000u);
-                ts.tv_nsec = (long)(ns % 1000000000u);
-                pthread_cond_timedwait(&st->synced_cond, &st->q_lock, &ts);
+                cond_wait_ms(&st->synced_cond, &st->q_lock, due - now);
                 continue;
             }
             st->indexing = true;

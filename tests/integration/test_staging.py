@@ -257,6 +257,21 @@ def imap_bytes_of_rows(srv, rows):
     return out
 
 
+def files_matching_imap(srv, rows):
+    """[(file, mailbox, bytes, tok)] for message rows [(file, mailbox, uid)],
+    each file asserted equal to IMAP's BODY.PEEK[] of its row and whole."""
+    by_imap = imap_bytes_of_rows(srv, rows)
+    out = []
+    for file, mailbox, uid in rows:
+        data = read_file(srv, file)
+        assert data == by_imap[file], "%s differs from IMAP FETCH of %s UID %d" % (
+            file, mailbox, uid)
+        tok = re.search(rb"Subject: test (\S+)\r\n", data).group(1).decode()
+        check_message(data, tok)
+        out.append((file, mailbox, data, tok))
+    return out
+
+
 def check_message(msg, tok):
     assert msg is not None, "message %s not found" % tok
     assert ("Subject: test %s\r\n" % tok).encode() in msg, msg[:400]
@@ -299,18 +314,10 @@ def test_staged_messages_become_files(srv):
     for file, _, _ in rows:
         assert file.startswith("mail/%d/" % account_id(srv, ALICE[0])), file
         assert ID_RE.match(os.path.basename(file)), file
-    by_imap = imap_bytes_of_rows(srv, rows)
-    seen = set()
-    for file, mailbox, uid in rows:
-        on_disk = read_file(srv, file)
-        assert on_disk == by_imap[file], "%s differs from IMAP FETCH of %s UID %d" % (
-            file, mailbox, uid)
-        tok = re.search(rb"Subject: test (\S+)\r\n", on_disk).group(1).decode()
-        check_message(on_disk, tok)
-        seen.add(tok)
-    assert seen == set(toks)
+    files = files_matching_imap(srv, rows)
+    assert {tok for _, _, _, tok in files} == set(toks)
     # the blob IMAP read before is what became the file
-    assert read_file(srv, early_file) == by_imap[early_file] == early
+    assert [data for file, _, data, _ in files if file == early_file] == [early]
 
 
 def test_kill_before_files_written(srv):
@@ -492,14 +499,8 @@ def test_copy_and_expunge_racing_the_writer(srv):
     assert len(rows) == 2 * len(copied), rows
     names = dir_entries(mail_dir(srv, ALICE[0]))
     assert all(ID_RE.match(n) for n in names), "stray files: %r" % names
-    by_imap = imap_bytes_of_rows(srv, rows)
     by_tok = {}
-    for file, mailbox, uid in rows:
-        data = read_file(srv, file)
-        assert data == by_imap[file], "%s differs from IMAP FETCH of %s UID %d" % (
-            file, mailbox, uid)
-        tok = re.search(rb"Subject: test (\S+)\r\n", data).group(1).decode()
-        check_message(data, tok)
+    for _, mailbox, data, tok in files_matching_imap(srv, rows):
         by_tok.setdefault(tok, {})[mailbox] = data
     assert set(by_tok) == set(copied), "left: %r" % sorted(set(by_tok) ^ set(copied))
     for tok, boxes in by_tok.items():
